@@ -1,0 +1,276 @@
+"""Typed settings: one frozen dataclass per component, shared by Python, YAML and the CLI.
+
+A settings class is a frozen dataclass whose fields are declared with `setting(...)`, so each
+field carries its help text. `from_dict` builds it strictly (unknown keys and wrong types are
+errors that say what is allowed), `to_dict` makes it JSON/YAML-ready, and `typer_options`
+turns the same fields into CLI flags: the default and the help live in one place only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import fsspec
+import typer
+import yaml
+
+T = TypeVar("T")
+
+
+def setting(default: Any, help: str, *, cli: bool = True, cli_prefix: str | None = None) -> Any:
+    """A dataclass field with help text.
+
+    `cli=False` keeps it out of the generated CLI flags. For a nested settings field,
+    `cli_prefix` is put before its fields' flag names (default: the field's name and '_';
+    "" gives bare flags such as `--query` for `flickr.query`).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "cli": cli, "cli_prefix": cli_prefix})
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except (TypeError, ValueError) as err:
+                errors.append(str(err))
+        raise ValueError(f"{where}: {value!r} does not fit {hint}: {'; '.join(errors)}")
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a mapping of {hint.__name__} settings, got {value!r}")
+        return from_dict(hint, value, where=where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ValueError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ValueError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Path):
+            return str(value)
+        raise ValueError(f"{where}: expected a string, got {value!r}")
+    if hint is Path:
+        if isinstance(value, str | Path):
+            return Path(value)
+        raise ValueError(f"{where}: expected a path, got {value!r}")
+    raise TypeError(f"{where}: unsupported settings type {hint!r}")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
+    """Build settings of type `cls` from a mapping; missing keys keep their defaults.
+
+    Raises ValueError naming the offending key when a key is unknown or a value has the wrong type.
+    """
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        raise ValueError(
+            f"{prefix}unknown setting(s) {', '.join(unknown)} for {cls.__name__}; known: {', '.join(names)}"
+        )
+    values = {}
+    for name, value in data.items():
+        values[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name)
+    return cls(**values)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Settings as plain JSON/YAML types (tuples become lists, paths strings)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return plain(obj)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from any fsspec location."""
+    with fsspec.open(str(path), "r") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge `overrides` into `base`; None in overrides means 'not given'."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve(cls: type[T], *, config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> T:
+    """Defaults, then a YAML file (optional), then explicit overrides (None = not given)."""
+    data: dict[str, Any] = load_yaml(config) if config else {}
+    return from_dict(cls, merge(data, overrides or {}))
+
+
+def _flat_fields(cls: type, prefix: str = "") -> list[tuple[str, tuple[str, ...], Any, dataclasses.Field]]:
+    """(flag name, path of field names, type hint, field) for every CLI-visible leaf field."""
+    out = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            sub_prefix = f.metadata.get("cli_prefix")
+            sub_prefix = f.name + "_" if sub_prefix is None else sub_prefix
+            for name, path, sub_hint, sub_field in _flat_fields(hint, prefix + sub_prefix):
+                out.append((name, (f.name, *path), sub_hint, sub_field))
+        else:
+            out.append((prefix + f.name, (f.name,), hint, f))
+    return out
+
+
+def _cli_type(hint: Any) -> Any:
+    """The type typer parses for a field; tuples and Literals travel as strings, checked by from_dict."""
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _cli_type(args[0])
+    if hint in (bool, int, float, str, Path):
+        return hint
+    return str
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if isinstance(default, tuple):
+        default = ",".join(map(str, default))
+    return "" if default is None else str(default)
+
+
+def typer_options(cls: type, command: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap `command(settings, **rest)` as a typer command with one flag per field of `cls`.
+
+    `command`'s own parameters after the first stay as they are (positional arguments, extra
+    options); every field of `cls` becomes `--field-name`, with help and default from the field.
+    `--config FILE.yaml` loads a YAML file first; flags given on the command line win.
+    """
+    own = list(inspect.signature(command).parameters.values())[1:]
+    flat = _flat_fields(cls)
+    names = [name for name, *_ in flat] + [p.name for p in own] + ["config"]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    assert not clashes, f"{cls.__name__}: CLI flags defined twice: {clashes}"
+    params = list(own)
+    params.append(
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, "--config", help="YAML file with these settings; flags override it."),
+            annotation=typing.Optional[Path],  # noqa: UP045 (typer reads the annotation at run time)
+        )
+    )
+    for name, _path, hint, f in flat:
+        cli_type = _cli_type(hint)
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}"] if cli_type is bool else [flag]
+        help_text = f.metadata.get("help", "")
+        shown = _default_text(f)
+        if shown:
+            help_text = f"{help_text} (default: {shown})"
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Option(None, *decls, help=help_text, show_default=False),
+                annotation=typing.Optional[cli_type],  # noqa: UP045
+            )
+        )
+
+    def wrapper(**kwargs: Any) -> Any:
+        overrides: dict[str, Any] = {}
+        for name, path, _hint, _f in flat:
+            value = kwargs.pop(name)
+            if value is None:
+                continue
+            node = overrides
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+        config = kwargs.pop("config")
+        try:
+            settings = resolve(cls, config=config, overrides=overrides)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
+        return command(settings, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__doc__ = command.__doc__
+    wrapper.__name__ = command.__name__
+    return wrapper

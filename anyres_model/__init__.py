@@ -1,0 +1,1 @@
+"""anyres_model: an any-resolution generator, its training and its evaluation."""

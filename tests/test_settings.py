@@ -1,0 +1,83 @@
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from anyres_data.settings import from_dict, resolve, setting, to_dict, typer_options
+
+
+@dataclass(frozen=True)
+class Inner:
+    rate: float = setting(1.5, "a rate")
+
+
+@dataclass(frozen=True)
+class Bare:
+    query: str = setting("", "a query")
+
+
+@dataclass(frozen=True)
+class Demo:
+    size: int = setting(256, "a size in pixels")
+    name: str | None = setting(None, "a name")
+    mode: Literal["a", "b"] = setting("a", "a mode")
+    licenses: tuple[int, ...] = setting((4, 5), "licenses")
+    flip: bool = setting(True, "flip")
+    out: Path = setting(Path("out"), "output")
+    inner: Inner = setting(Inner(), "nested")
+    bare: Bare = setting(Bare(), "nested, bare flags", cli_prefix="")
+
+
+def test_from_dict_coerces_and_round_trips():
+    d = from_dict(Demo, {"size": "512", "licenses": "1, 2,3", "inner": {"rate": 2}, "out": "x/y"})
+    assert d.size == 512 and d.licenses == (1, 2, 3) and d.inner.rate == 2.0 and d.out == Path("x/y")
+    assert from_dict(Demo, to_dict(d)) == d
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"sise": 3}, "unknown setting"),
+        ({"size": 2.5}, "expected an integer"),
+        ({"mode": "c"}, "not one of"),
+        ({"flip": "maybe"}, "true/false"),
+        ({"inner": {"rat": 1}}, "inner: unknown setting"),
+    ],
+)
+def test_from_dict_rejects_bad_input_with_a_clear_message(data, message):
+    with pytest.raises(ValueError, match=message):
+        from_dict(Demo, data)
+
+
+def test_resolve_yaml_then_overrides(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("size: 128\nname: yaml\ninner:\n  rate: 3\n")
+    d = resolve(Demo, config=cfg, overrides={"name": "cli", "size": None})
+    assert (d.size, d.name, d.inner.rate) == (128, "cli", 3.0)
+
+
+def test_typer_options_share_defaults_and_help(tmp_path):
+    seen = {}
+
+    def run(settings: Demo, target: str = typer.Argument(...)) -> None:
+        """Run the demo."""
+        seen["settings"], seen["target"] = settings, target
+
+    app = typer.Typer()
+    app.command()(typer_options(Demo, run))
+    app.command("noop")(lambda: None)
+    runner = CliRunner()
+    args = ["run", "T", "--size", "64", "--licenses", "9,10", "--no-flip", "--inner-rate", "0.5", "--query", "q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen["target"] == "T"
+    assert seen["settings"] == Demo(size=64, licenses=(9, 10), flip=False, inner=Inner(rate=0.5), bare=Bare("q"))
+    result = runner.invoke(app, ["run", "T"])
+    assert seen["settings"] == Demo()
+    result = runner.invoke(app, ["run", "T", "--mode", "z"])
+    assert result.exit_code != 0 and "not one of" in result.output
+    help_text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert "a size in pixels" in help_text and "256" in help_text
