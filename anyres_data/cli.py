@@ -3,8 +3,69 @@
 from __future__ import annotations
 
 import typer
+from rich.console import Console
+
+from anyres_data.build import BuildError, BuildSettings, build
+from anyres_data.contact_sheet import sample_command
+from anyres_data.dataset import load_info, read_manifest, size_table, summary_table
+from anyres_data.settings import typer_options
+from anyres_data.sources.flickr import FlickrError
+from anyres_data.verify import verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def build_command(settings: BuildSettings) -> None:
+    """Build a dataset of native-resolution images from a source into WebDataset shards."""
+    console = Console(stderr=True)
+    try:
+        build(settings, console=console)
+    except (ValueError, BuildError, FlickrError) as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from None
+
+
+def info_command(out: str = typer.Argument(..., help="dataset folder (any fsspec URL)")) -> None:
+    """Print the summary of a built dataset: outcomes by reason, sizes, formats."""
+    console = Console()
+    try:
+        info = load_info(out)
+    except ValueError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    console.print(summary_table(info.data))
+    console.print(size_table(read_manifest(out)))
+    timing, versions = info.data["timing"], info.data["versions"]
+    console.print(
+        f"built {timing['finished_at']} in {timing['run_seconds']:.1f} s (last run) with "
+        + ", ".join(f"{name} {v}" for name, v in versions.items())
+    )
+
+
+def verify_command(out: str = typer.Argument(..., help="dataset folder (any fsspec URL)")) -> None:
+    """Re-read every shard and check it against the manifest; exit code 1 on any mismatch."""
+    console = Console()
+    try:
+        report = verify(out)
+    except ValueError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    for problem in report.problems[:50]:
+        console.print(f"[red]✗[/] {problem}")
+    if len(report.problems) > 50:
+        console.print(f"... and {len(report.problems) - 50} more")
+    if report.problems:
+        console.print(
+            f"[bold red]{len(report.problems)} problems[/] in {report.shards} shards, {report.samples} samples"
+        )
+        raise typer.Exit(1)
+    console.print(f"[bold green]ok[/]: {report.shards} shards, {report.samples} samples match the manifest")
+
+
+app.command("build")(typer_options(BuildSettings, build_command))
+app.command("info")(info_command)
+app.command("verify")(verify_command)
+app.command("sample")(sample_command)
 
 
 def main() -> None:

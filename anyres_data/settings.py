@@ -37,7 +37,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
+def _coerce(value: Any, hint: Any, where: str, base: Any = None) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if hint is Any:
@@ -73,7 +73,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return value
         if not isinstance(value, Mapping):
             raise ValueError(f"{where}: expected a mapping of {hint.__name__} settings, got {value!r}")
-        return from_dict(hint, value, where=where)
+        return from_dict(hint, value, where=where, base=base)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -117,13 +117,16 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     raise TypeError(f"{where}: unsupported settings type {hint!r}")
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "", base: T | None = None) -> T:
     """Build settings of type `cls` from a mapping; missing keys keep their defaults.
 
+    Defaults are those of `base` when given, else the class's; a nested settings field starts
+    from the field's own default (which may differ from its class's defaults).
     Raises ValueError naming the offending key when a key is unknown or a value has the wrong type.
     """
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    defaults = {f.name: getattr(base, f.name) if base is not None else f.default for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
         prefix = f"{where}: " if where else ""
@@ -132,7 +135,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
         )
     values = {}
     for name, value in data.items():
-        values[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name)
+        values[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name, defaults[name])
+    if base is not None:
+        return dataclasses.replace(base, **values)
     return cls(**values)
 
 
@@ -179,21 +184,27 @@ def resolve(cls: type[T], *, config: str | Path | None = None, overrides: Mappin
     return from_dict(cls, merge(data, overrides or {}))
 
 
-def _flat_fields(cls: type, prefix: str = "") -> list[tuple[str, tuple[str, ...], Any, dataclasses.Field]]:
-    """(flag name, path of field names, type hint, field) for every CLI-visible leaf field."""
+def _flat_fields(
+    cls: type, prefix: str = "", defaults: Any = None
+) -> list[tuple[str, tuple[str, ...], Any, dataclasses.Field, Any]]:
+    """(flag name, path of field names, type hint, field, default) for every CLI-visible leaf field.
+
+    Defaults of nested fields come from the parent field's default instance.
+    """
     out = []
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         if not f.metadata.get("cli", True):
             continue
         hint = hints[f.name]
+        default = getattr(defaults, f.name) if defaults is not None else f.default
         if dataclasses.is_dataclass(hint):
             sub_prefix = f.metadata.get("cli_prefix")
             sub_prefix = f.name + "_" if sub_prefix is None else sub_prefix
-            for name, path, sub_hint, sub_field in _flat_fields(hint, prefix + sub_prefix):
-                out.append((name, (f.name, *path), sub_hint, sub_field))
+            for name, path, sub_hint, sub_field, sub_default in _flat_fields(hint, prefix + sub_prefix, default):
+                out.append((name, (f.name, *path), sub_hint, sub_field, sub_default))
         else:
-            out.append((prefix + f.name, (f.name,), hint, f))
+            out.append((prefix + f.name, (f.name,), hint, f, default))
     return out
 
 
@@ -208,8 +219,9 @@ def _cli_type(hint: Any) -> Any:
     return str
 
 
-def _default_text(f: dataclasses.Field) -> str:
-    default = f.default if f.default is not dataclasses.MISSING else None
+def _default_text(default: Any) -> str:
+    if default is dataclasses.MISSING:
+        default = None
     if isinstance(default, tuple):
         default = ",".join(map(str, default))
     return "" if default is None else str(default)
@@ -222,7 +234,7 @@ def typer_options(cls: type, command: Callable[..., Any]) -> Callable[..., Any]:
     options); every field of `cls` becomes `--field-name`, with help and default from the field.
     `--config FILE.yaml` loads a YAML file first; flags given on the command line win.
     """
-    own = list(inspect.signature(command).parameters.values())[1:]
+    own = list(inspect.signature(command, eval_str=True).parameters.values())[1:]
     flat = _flat_fields(cls)
     names = [name for name, *_ in flat] + [p.name for p in own] + ["config"]
     clashes = sorted({n for n in names if names.count(n) > 1})
@@ -236,12 +248,12 @@ def typer_options(cls: type, command: Callable[..., Any]) -> Callable[..., Any]:
             annotation=typing.Optional[Path],  # noqa: UP045 (typer reads the annotation at run time)
         )
     )
-    for name, _path, hint, f in flat:
+    for name, _path, hint, f, default in flat:
         cli_type = _cli_type(hint)
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if cli_type is bool else [flag]
         help_text = f.metadata.get("help", "")
-        shown = _default_text(f)
+        shown = _default_text(default)
         if shown:
             help_text = f"{help_text} (default: {shown})"
         params.append(
@@ -255,7 +267,7 @@ def typer_options(cls: type, command: Callable[..., Any]) -> Callable[..., Any]:
 
     def wrapper(**kwargs: Any) -> Any:
         overrides: dict[str, Any] = {}
-        for name, path, _hint, _f in flat:
+        for name, path, _hint, _f, _default in flat:
             value = kwargs.pop(name)
             if value is None:
                 continue

@@ -81,3 +81,42 @@ def test_typer_options_share_defaults_and_help(tmp_path):
     assert result.exit_code != 0 and "not one of" in result.output
     help_text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
     assert "a size in pixels" in help_text and "256" in help_text
+
+
+@dataclass(frozen=True)
+class Outer:
+    inner: Inner = setting(Inner(rate=9.0), "nested with a non-class default")
+
+
+def test_nested_fields_start_from_the_field_default_not_the_class_default():
+    assert from_dict(Outer, {}).inner.rate == 9.0
+    assert from_dict(Outer, {"inner": {}}).inner.rate == 9.0
+    seen = {}
+
+    def run(settings: Outer) -> None:
+        seen["s"] = settings
+
+    app = typer.Typer()
+    app.command()(typer_options(Outer, run))
+    app.command("noop")(lambda: None)
+    runner = CliRunner()
+    assert runner.invoke(app, ["run"]).exit_code == 0
+    assert seen["s"].inner.rate == 9.0
+    assert "9.0" in runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+
+
+def test_typer_options_reads_postponed_annotations():
+    namespace: dict = {}
+    exec(
+        "from __future__ import annotations\n"
+        "import typer\n"
+        "def run(settings, quiet: bool = typer.Option(False, '--quiet')) -> None:\n"
+        "    seen['quiet'] = quiet\n",
+        {"seen": namespace} | {"__name__": "x"},
+        namespace,
+    )
+    app = typer.Typer()
+    app.command()(typer_options(Inner, namespace["run"]))
+    app.command("noop")(lambda: None)
+    result = CliRunner().invoke(app, ["run", "--quiet"])
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,462 @@
+"""The build job: a source's candidates -> native-resolution WebDataset shards, orchestrated by Dask.
+
+PLAN      stream the source's candidates into partitions, one per shard (plan.py).
+EXECUTE   one Dask task per shard (`build_shard`): ingest its candidates on a few threads, write the
+          tar, then the shard's record table, last, as the marker that the shard is complete. A task
+          that runs again (retry, dead worker, --resume) rewrites both: nothing duplicated or lost.
+FINALIZE  exact and near duplicates over the whole dataset, dropped from their shards (rewritten
+          atomically); then manifest.parquet, rejects.parquet and, last, dataset.json.
+
+Plan and execute overlap: a shard's task is submitted as soon as its partition is written, with a
+bounded number in flight. `workers=0` runs every shard in this process, without Dask.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import logging
+import platform
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any, Literal
+
+import pandas as pd
+import pyvips
+from distributed import Client, LocalCluster, as_completed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from anyres_data import storage
+from anyres_data.candidate import Candidate
+from anyres_data.dataset import FORMAT, MANIFEST_COLUMNS, REJECT_COLUMNS, Layout, shard_name, summary_table, typed
+from anyres_data.dedup import find_duplicates
+from anyres_data.fetch import FetchSettings, new_session
+from anyres_data.filters import FilterSettings
+from anyres_data.ingest import IngestContext, Sample, ingest
+from anyres_data.plan import PARTITION_COLUMNS, Partition, plan, read_partition, row_candidate
+from anyres_data.rejects import Rejected
+from anyres_data.settings import setting, to_dict
+from anyres_data.shards import ShardWriter, drop_samples
+from anyres_data.sources import SourceName, SourceSettings, TarReader, iter_candidates
+
+RECORD_COLUMNS = {**MANIFEST_COLUMNS, "position": "Int64", "status": "string", "message": "string"}
+# Settings that change how a build runs, not what it produces: a resumed build may change them.
+RUN_FIELDS = ("workers", "threads", "scheduler", "task_retries", "resume", "progress")
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_SECRET = re.compile(r"(^|_)(api_key|secret|token|password)$")
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    source: SourceName | None = setting(None, "where candidates come from: flickr, urls, folder or demo")
+    out: str | None = setting(None, "output folder: a path or any fsspec URL (file://, s3://, gs://, ...)")
+    name: str | None = setting(None, "dataset name, the shards' prefix NAME-000000.tar (default: --out's last part)")
+    sources: SourceSettings = setting(SourceSettings(), "settings of the sources", cli_prefix="")
+    filters: FilterSettings = setting(FilterSettings(), "what is kept", cli_prefix="")
+    fetch: FetchSettings = setting(FetchSettings(), "downloads", cli_prefix="fetch_")
+    fail_on: Literal["truncated", "error", "warning"] = setting(
+        "error", "libvips decode check: reject on truncated data only, on any decode error, or on warnings too"
+    )
+    shard_size: int = setting(100, "candidates per shard to fetch, so at most this many images per shard")
+    workers: int = setting(2, "Dask worker processes on this machine (LocalCluster); 0: run in this process")
+    threads: int = setting(8, "download and probe threads per shard task (one shard task per worker at a time)")
+    scheduler: str | None = setting(None, "address of a running Dask scheduler, e.g. tcp://HOST:8786 (not --workers)")
+    task_retries: int = setting(2, "times a failing shard task is retried before the build stops")
+    resume: bool = setting(False, "continue an interrupted build in --out (same settings) to the same result")
+    progress: bool = setting(True, "show a progress bar")
+
+
+@dataclass(frozen=True)
+class ShardSummary:
+    """What one shard task did: outcome -> candidates ("kept" or a rejection reason)."""
+
+    index: int
+    counts: dict[str, int]
+
+
+class BuildError(RuntimeError):
+    """A shard task kept failing; what is built so far stays, and --resume continues from it."""
+
+
+def resolve_settings(settings: BuildSettings) -> BuildSettings:
+    """Check settings and fill in derived values (the name). Raises ValueError saying what to fix."""
+    if not settings.source:
+        raise ValueError("choose a source with --source flickr|urls|folder|demo")
+    if not settings.out:
+        raise ValueError("give an output folder with --out PATH (or any fsspec URL)")
+    name = settings.name or re.sub(r"[^A-Za-z0-9_-]", "_", settings.out.rstrip("/").rsplit("/", 1)[-1]) or "anyres"
+    if not _NAME.match(name):
+        raise ValueError(f"--name {name!r}: use only letters, digits, '_' and '-' (shard keys must not contain dots)")
+    checks = [
+        (settings.shard_size >= 1, "--shard-size must be at least 1"),
+        (settings.workers >= 0, "--workers must be 0 (this process) or more"),
+        (settings.threads >= 1, "--threads must be at least 1"),
+        (settings.task_retries >= 0, "--task-retries must be 0 or more"),
+        (settings.filters.max_aspect >= 1, "--max-aspect must be at least 1"),
+        (-1 <= settings.filters.near_duplicate_distance <= 32, "--near-duplicate-distance must be -1 (off) to 32"),
+        (settings.fetch.max_bytes > 0 and settings.fetch.retries >= 0, "--fetch-max-bytes > 0, --fetch-retries >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+    return dataclasses.replace(settings, name=name, out=storage.full_url(settings.out))
+
+
+def build(
+    settings: BuildSettings, *, candidates: Iterable[Candidate] | None = None, console: Console | None = None
+) -> dict[str, Any]:
+    """Build the dataset `settings` describe and return its dataset.json.
+
+    `candidates` replaces the source named in the settings (for recipes and tests); a resumed build
+    must be given the same ones. Raises ValueError for bad settings or an OUT that is in the way,
+    BuildError when a shard task keeps failing (rerun with resume=True after fixing the cause).
+    """
+    settings = resolve_settings(settings)
+    console = console or Console(stderr=True)
+    layout = Layout.at(settings.out)
+    started = time.time()
+    if _prepare(layout, settings):
+        console.print(f"{settings.out} is already complete; nothing to do.")
+        return storage.read_json(layout.dataset_json)
+    if candidates is None:
+        candidates = iter_candidates(settings.source, settings.sources, licenses=settings.filters.license)
+    with _progress(console, enabled=settings.progress) as tally:
+        partitions = plan(candidates, layout, shard_size=settings.shard_size, filters=settings.filters)
+        _execute(settings, layout, partitions, tally)
+    info = finalize(settings, layout, run_started=started)
+    console.print(summary_table(info))
+    return info
+
+
+def _prepare(layout: Layout, settings: BuildSettings) -> bool:
+    """Check that OUT is free (or, with resume, holds this build); True if the build is already complete."""
+    current = _public(to_dict(settings))
+    if storage.listdir(layout.out):
+        if not settings.resume:
+            raise ValueError(
+                f"{settings.out} is not empty: add --resume to continue the build there, or choose another --out"
+            )
+        if not storage.exists(layout.build_json):
+            raise ValueError(f"{settings.out} holds no anyres build (no _work/build.json): choose another --out")
+        first = _flat(storage.read_json(layout.build_json)["settings"])
+        now = _flat(current)
+        changed = [
+            f"{name}: {first.get(name)!r} -> {now.get(name)!r}"
+            for name in sorted(set(first) | set(now))
+            if name.split(".")[0] not in RUN_FIELDS and first.get(name) != now.get(name)
+        ]
+        if changed:
+            raise ValueError(
+                "cannot resume with other settings than the first run's ("
+                + "; ".join(changed)
+                + "): rerun with the same ones, or build into another --out"
+            )
+        storage.remove(layout.tmp, recursive=True)
+        return storage.exists(layout.dataset_json)
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    storage.write_json({"settings": current, "started_at": started_at}, layout.build_json, tmp_dir=layout.tmp)
+    return False
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a.b": value} for nested settings."""
+    out = {}
+    for name, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = value
+    return out
+
+
+def _public(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings without anything that could be a secret (API keys are never settings, but be sure)."""
+    return {
+        name: _public(value) if isinstance(value, dict) else value
+        for name, value in settings.items()
+        if not _SECRET.search(name)
+    }
+
+
+# ---------------------------------------------------------------------------------------------- execute
+
+
+def build_shard(settings: BuildSettings, index: int) -> ShardSummary:
+    """Ingest the candidates of partition `index` into its shard, then write the shard's record (the marker).
+
+    Runs in a Dask worker (or in this process). Candidates are ingested on `settings.threads` threads,
+    at most 2 x threads of them in memory at once, and written in partition order.
+    """
+    pyvips.cache_set_max(0)  # each image is read once: caching only holds memory
+    pyvips.concurrency_set(1)  # parallelism comes from the task's threads
+    layout = Layout.at(settings.out)
+    partition = read_partition(layout, index)
+    todo = [row for _, row in partition.iterrows() if pd.isna(row["reason"])]
+    name = shard_name(settings.name, index)
+    with TarReader() as tar_reader, new_session(settings.threads) as session:
+        context = IngestContext(
+            fetch=settings.fetch,
+            filters=settings.filters,
+            fail_on=settings.fail_on,
+            session=session,
+            buffered_decode=threading.Lock(),
+            tar_reader=tar_reader,
+            tar_lock=threading.Lock(),
+        )
+        records = []
+        with (
+            concurrent.futures.ThreadPoolExecutor(settings.threads) as pool,
+            ShardWriter(layout.shard(name), layout.tmp) as writer,
+        ):
+            work = _in_order(pool, lambda row: _ingest_row(row, context), todo, window=2 * settings.threads)
+            for row, outcome in work:
+                if isinstance(outcome, Sample):
+                    writer.write(outcome)
+                    records.append(_kept_record(outcome, shard=name, position=row["position"]))
+                else:
+                    records.append(_rejected_record(row, outcome))
+    record = typed(records, RECORD_COLUMNS)
+    storage.write_parquet(record, layout.record(index), tmp_dir=layout.tmp)
+    return ShardSummary(index=index, counts=record["status"].value_counts().to_dict())
+
+
+def _ingest_row(row: pd.Series, context: IngestContext) -> Sample | Rejected:
+    try:
+        return ingest(row_candidate(row), context)
+    except Rejected as rejected:
+        return rejected
+
+
+def _in_order(
+    pool: concurrent.futures.Executor, fn: Callable[[Any], Any], items: Iterable[Any], *, window: int
+) -> Iterator[tuple[Any, Any]]:
+    """(item, fn(item)) in the order of `items`, with at most `window` computed ahead."""
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append((item, pool.submit(fn, item)))
+        if len(pending) >= window:
+            item, future = pending.popleft()
+            yield item, future.result()
+    while pending:
+        item, future = pending.popleft()
+        yield item, future.result()
+
+
+def _kept_record(sample: Sample, *, shard: str, position: int) -> dict[str, Any]:
+    metadata = sample.metadata
+    record = {name: metadata[name] for name in MANIFEST_COLUMNS if name in metadata}
+    extra = {name: value for name, value in metadata.items() if name not in MANIFEST_COLUMNS}
+    return {**record, "extra": _json(extra), "shard": shard, "position": position, "status": "kept"}
+
+
+def _rejected_record(row: pd.Series, rejected: Rejected) -> dict[str, Any]:
+    fields = ("key", "source", "source_id", "url", "license", "owner", "title", "extra", "position")
+    return {**{name: row[name] for name in fields}, "status": rejected.reason, "message": rejected.message}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _execute(settings: BuildSettings, layout: Layout, partitions: Iterator[Partition], tally: _Tally) -> None:
+    """Run `build_shard` for every partition whose record is missing; account for every partition."""
+
+    def done(partition: Partition) -> ShardSummary | None:
+        if not storage.exists(layout.record(partition.index)):
+            return None
+        status = storage.read_parquet(layout.record(partition.index), columns=["status"])["status"]
+        return ShardSummary(index=partition.index, counts=status.value_counts().to_dict())
+
+    if settings.workers == 0 and not settings.scheduler:
+        for partition in partitions:
+            tally.planned(partition)
+            tally.finished(done(partition) or build_shard(settings, partition.index))
+        return
+
+    with _dask_client(settings) as client:
+        limit = 2 * max(1, sum(client.nthreads().values()))
+        running = as_completed()
+        shard_of: dict[str, int] = {}
+
+        def collect() -> None:
+            future = next(running)
+            try:
+                tally.finished(future.result())
+            except Exception as err:
+                raise BuildError(
+                    f"shard {shard_of[future.key]} failed ({type(err).__name__}: {err}); what is built so far is "
+                    f"kept in {settings.out}: fix the cause and rerun with --resume"
+                ) from err
+
+        for partition in partitions:
+            tally.planned(partition)
+            summary = done(partition)
+            if summary:
+                tally.finished(summary)
+                continue
+            key = f"anyres-shard-{partition.index:06d}-{time.time_ns():x}"
+            shard_of[key] = partition.index
+            running.add(client.submit(build_shard, settings, partition.index, key=key, retries=settings.task_retries))
+            while running.count() >= limit:
+                collect()
+        while running.count():
+            collect()
+
+
+@contextmanager
+def _dask_client(settings: BuildSettings) -> Iterator[Client]:
+    if settings.scheduler:
+        with Client(settings.scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=settings.workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+class _Tally:
+    """Counts by outcome, shown as a progress bar over candidates."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.total = 0
+        self.task = progress.add_task("building", total=None, counts="") if progress else None
+
+    def planned(self, partition: Partition) -> None:
+        self.total += partition.rows
+        self.counts.update(partition.rejected)  # rejected before download: counted now
+        self._show()
+
+    def finished(self, summary: ShardSummary) -> None:
+        self.counts.update(summary.counts)
+        self._show()
+
+    def _show(self) -> None:
+        if self.progress is None:
+            return
+        done = sum(self.counts.values())
+        kept = self.counts.get("kept", 0)
+        others = ", ".join(f"{reason} {n}" for reason, n in self.counts.most_common() if reason != "kept")
+        self.progress.update(self.task, total=self.total, completed=done, counts=f"kept {kept}  {others}")
+
+
+@contextmanager
+def _progress(console: Console, *, enabled: bool) -> Iterator[_Tally]:
+    if not enabled:
+        yield _Tally(None)
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield _Tally(progress)
+
+
+# ---------------------------------------------------------------------------------------------- finalize
+
+
+def _concat(frames: list[pd.DataFrame], columns: dict[str, str]) -> pd.DataFrame:
+    """Tables one below the other, with an `index` column (the partition); empty ones when there are none."""
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    return typed([], {**columns, "index": "Int64"})
+
+
+def finalize(settings: BuildSettings, layout: Layout, *, run_started: float) -> dict[str, Any]:
+    """Drop duplicates from the shards, write manifest.parquet, rejects.parquet and dataset.json (last).
+
+    Needs every shard's record. Idempotent: an interrupted finalize runs again to the same result.
+    """
+    finalize_started = time.time()
+    n = storage.read_json(layout.plan_json)["partitions"]
+    partitions = _concat([read_partition(layout, i).assign(index=i) for i in range(n)], PARTITION_COLUMNS)
+    records = _concat([storage.read_parquet(layout.record(i)).assign(index=i) for i in range(n)], RECORD_COLUMNS)
+    kept = records[records["status"] == "kept"]
+    ranking = pd.DataFrame(
+        {
+            "key": kept["key"],
+            "sha256": kept["sha256"],
+            "phash": kept["phash"],
+            "pixels": (kept["width"] * kept["height"]).astype("int64"),
+            "bytes": kept["bytes"].astype("int64"),
+            "order": kept["index"].astype("int64") * 2**32 + kept["position"].astype("int64"),
+        }
+    )
+    drops = find_duplicates(ranking, max_distance=settings.filters.near_duplicate_distance)
+    drops = drops.merge(kept[["key", "shard", "source", "source_id", "url", "index", "position"]], on="key")
+    for shard, group in drops.groupby("shard"):
+        drop_samples(layout.shard(shard), set(group["key"]), tmp_dir=layout.tmp)
+
+    manifest = kept[~kept["key"].isin(drops["key"])].sort_values(["index", "position"])
+    drops["message"] = [
+        f"same bytes as {other}" if reason == "duplicate" else f"{d} bits from {other}, kept as the larger copy"
+        for reason, other, d in zip(drops["reason"], drops["duplicate_of"], drops["distance"], strict=True)
+    ]
+    rejected = pd.concat(
+        [
+            partitions[partitions["reason"].notna()],
+            records[records["status"] != "kept"].rename(columns={"status": "reason"}).assign(shard=None),
+            drops,
+        ],
+        ignore_index=True,
+    ).sort_values(["index", "position"], kind="stable")
+    manifest, rejected = typed(manifest, MANIFEST_COLUMNS), typed(rejected, REJECT_COLUMNS)
+    storage.write_parquet(manifest, layout.manifest, tmp_dir=layout.tmp)
+    storage.write_parquet(rejected, layout.rejects, tmp_dir=layout.tmp)
+
+    counts = {
+        "candidates": len(partitions),
+        "kept": len(manifest),
+        "rejected": {str(k): int(v) for k, v in sorted(rejected["reason"].value_counts().items())},
+    }
+    assert counts["kept"] + len(rejected) == counts["candidates"], counts
+    now = time.time()
+    info = {
+        "format": FORMAT,
+        "name": settings.name,
+        "counts": counts,
+        "shards": sorted(manifest["shard"].unique().tolist()),
+        "bytes": int(manifest["bytes"].sum()),
+        "settings": _public(to_dict(settings)),
+        "timing": {
+            "started_at": storage.read_json(layout.build_json)["started_at"],
+            "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "run_seconds": round(now - run_started, 3),
+            "finalize_seconds": round(now - finalize_started, 3),
+            "resumed": settings.resume,
+        },
+        "versions": {
+            "anyres": version("anyres"),
+            "libvips": ".".join(str(pyvips.version(i)) for i in range(3)),
+            "pyvips": version("pyvips"),
+            "webdataset": version("webdataset"),
+            "dask": version("dask"),
+            "distributed": version("distributed"),
+            "python": platform.python_version(),
+        },
+    }
+    storage.write_json(info, layout.dataset_json, tmp_dir=layout.tmp)
+    storage.remove(layout.tmp, recursive=True)
+    return info

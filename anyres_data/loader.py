@@ -1,0 +1,440 @@
+"""Training batches from WebDataset shards: HR patches at random scales mixed with LR global samples.
+
+Per DataLoader worker, a webdataset pipeline reads shards (resampled forever for training, or one
+pass split across ranks and workers), groups tar members into samples, shuffles them in a buffer
+and cuts each into a patch with `anyres_data.patches`. Each batch element is, with probability
+`global_prob`, a global sample: an LR image (or, without an LR set, an HR square) resized to p×p;
+otherwise an HR patch. Geometry always comes from the image header, never from the sample's JSON,
+so img2dataset shards (KEY.jpg + KEY.json of other fields) load as well as ours.
+
+Workers are spawned, never forked (libvips and fork do not mix), and run one libvips thread with
+no operation cache. Corrupt samples and unreadable shards are skipped, logged and counted
+(`PatchLoader.skipped()`), never fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import math
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, NamedTuple
+from urllib.parse import urlparse
+
+import braceexpand
+import fsspec
+import numpy as np
+import pyvips
+import torch
+import webdataset as wds
+from fsspec.implementations.local import LocalFileSystem
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from anyres_data.patches import cut_patch
+from anyres_data.probe import read_header
+from anyres_data.rejects import Rejected
+from anyres_data.sampling import ImageTooSmall, SamplerSettings, draw_spec, global_spec, worker_rng
+from anyres_data.settings import setting
+from anyres_data.spec import PatchSpec, specs_to_tensor
+
+log = logging.getLogger(__name__)
+
+# Members that hold the image, in order of preference; WebDataset lowercases them.
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "gif", "bmp", "avif", "heic", "heif", "jxl", "jp2")
+SKIP_REASONS = ("shard", "no_image", "unreadable", "too_small")
+MAX_SKIPS_IN_A_ROW = 1000  # then the data, not a few samples, is broken: stop instead of spinning forever
+_WDS_SCHEMES = ("pipe", "http", "https")  # opened by webdataset's gopen (curl); everything else by fsspec
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """Where training samples come from and how they are batched."""
+
+    hr: str = setting(
+        "",
+        "HR shards: a dataset directory (OUT or OUT/shards), a .tar URL, a brace pattern "
+        "(shards/x-{000000..000009}.tar), a glob, or several joined by '::'; any fsspec URL, pipe: or http(s).",
+    )
+    lr: str | None = setting(
+        None, "LR shards for global samples (same forms as hr); None: global samples are HR squares resized whole."
+    )
+    batch_size: int = setting(32, "Samples per batch (per rank).")
+    workers: int = setting(2, "Spawned DataLoader worker processes; 0 reads in the calling process.")
+    seed: int = setting(0, "Base seed; each worker's stream derives from (seed, rank, worker, epoch).")
+    resampled: bool = setting(
+        True,
+        "Draw shards with replacement, forever (training). False: one pass per epoch, shards split "
+        "across ranks and workers so that every sample is seen once.",
+    )
+    epoch_samples: int | None = setting(
+        None, "Samples per epoch over all ranks; None: infinite when resampled, one pass over the shards otherwise."
+    )
+    shuffle_buffer: int = setting(1000, "Samples held per worker for shuffling; 0 keeps shard order.")
+    prefetch: int = setting(2, "Batches each worker prepares ahead.")
+    pin_memory: bool = setting(False, "Pin batches in page-locked memory (faster copies to a GPU).")
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be ≥ 0, got {self.workers}")
+        if self.epoch_samples is not None and self.epoch_samples < 1:
+            raise ValueError(f"epoch_samples must be ≥ 1 or None, got {self.epoch_samples}")
+
+
+class PatchBatch(NamedTuple):
+    """A training batch: images (B, 3, p, p) uint8 RGB; specs (B, 4) float64 (s, x0, y0, p); keys."""
+
+    images: torch.Tensor
+    specs: torch.Tensor
+    keys: list[str]
+
+
+class PatchItem(NamedTuple):
+    """One cut sample before batching: pixels (p, p, 3) uint8, the spec where it really lies, its key."""
+
+    pixels: np.ndarray | None  # None only for items skipped by a fast-forward
+    spec: PatchSpec
+    key: str
+
+
+def collate_patches(items: list[PatchItem]) -> PatchBatch:
+    """Stack items into a PatchBatch (channels first)."""
+    pixels = torch.from_numpy(np.stack([item.pixels for item in items]))  # (B, p, p, 3)
+    return PatchBatch(
+        pixels.permute(0, 3, 1, 2).contiguous(),  # (B, 3, p, p)
+        specs_to_tensor([item.spec for item in items]),
+        [item.key for item in items],
+    )
+
+
+def resolve_shards(urls: str) -> list[str]:
+    """Shard URLs from a dataset directory, a .tar URL, a brace pattern, a glob, or several joined by '::'.
+
+    A directory yields its `shards/*.tar` (our layout) or else its `*.tar`; fsspec URLs are listed
+    through fsspec; `pipe:` and http(s) URLs are brace-expanded only (they cannot be listed).
+    Raises ValueError when nothing is found or a named (non-http) shard does not exist.
+    """
+    found: list[str] = []
+    missing: list[str] = []
+    for part in (u.strip() for u in urls.split("::")):
+        if not part:
+            continue
+        for url in braceexpand.braceexpand(part):
+            if urlparse(url).scheme in _WDS_SCHEMES:
+                found.append(url)
+                continue
+            fs, path = fsspec.core.url_to_fs(url)
+            name = (lambda p: p) if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol
+            if any(c in path for c in "*?["):
+                found.extend(name(p) for p in sorted(fs.glob(path)))
+            elif fs.isdir(path):
+                inner = sorted(fs.glob(path.rstrip("/") + "/shards/*.tar")) or sorted(
+                    fs.glob(path.rstrip("/") + "/*.tar")
+                )
+                found.extend(name(p) for p in inner)
+            elif fs.exists(path):
+                found.append(url)
+            else:
+                missing.append(url)
+    if missing:
+        raise ValueError(f"shard(s) not found: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+    if not found:
+        raise ValueError(
+            f"no shards found at {urls!r}: give a dataset directory (with shards/*.tar), a .tar URL, "
+            "a brace pattern such as shards/x-{000000..000009}.tar, or a glob"
+        )
+    return found
+
+
+def _open_url(url: str) -> IO[bytes]:
+    if urlparse(url).scheme in _WDS_SCHEMES:
+        return wds.gopen(url, "rb")
+    return fsspec.open(url, "rb").open()
+
+
+class SkipCounts:
+    """Skipped samples by reason, shared by all worker processes (a spawn-safe shared array)."""
+
+    def __init__(self) -> None:
+        self._counts = torch.multiprocessing.get_context("spawn").Array("q", len(SKIP_REASONS))
+
+    def add(self, reason: str, what: str, error: BaseException) -> None:
+        with self._counts.get_lock():
+            self._counts[SKIP_REASONS.index(reason)] += 1
+        log.warning("skipped %s (%s): %s", what, reason, error)
+
+    def handler(self, reason: str) -> Callable[[BaseException], bool]:
+        """A webdataset `handler=`: count, warn, and go on."""
+
+        def skip(error: BaseException) -> bool:
+            self.add(reason, "shard data", error)
+            return True
+
+        return skip
+
+    def as_dict(self) -> dict[str, int]:
+        with self._counts.get_lock():
+            return dict(zip(SKIP_REASONS, self._counts[:], strict=True))
+
+
+def _open_shards(shards: Iterator[dict[str, Any]], skips: SkipCounts) -> Iterator[dict[str, Any]]:
+    failures = 0
+    for shard in shards:
+        try:
+            stream = _open_url(shard["url"])
+        except Exception as error:  # unreachable URL, vanished file: skip the shard, keep training
+            skips.add("shard", shard["url"], error)
+            failures += 1
+            if failures >= MAX_SKIPS_IN_A_ROW:
+                raise RuntimeError(f"{failures} shards in a row could not be opened (last: {shard['url']})") from error
+            continue
+        failures = 0
+        yield dict(shard, stream=stream)
+
+
+def read_samples(shards: Iterable[dict[str, Any]], *, skips: SkipCounts) -> Iterator[dict[str, Any]]:
+    """The samples of shards given as `{"url": ...}` dicts, in order.
+
+    A sample is a dict of member bytes by (lowercased) extension plus `__key__` and `__url__`.
+    Shards that do not open or read are counted under "shard" and skipped.
+    """
+    files = tar_file_expander(_open_shards(iter(shards), skips), handler=skips.handler("shard"))
+    return group_by_keys(files, handler=skips.handler("shard"))
+
+
+def image_bytes(sample: dict[str, Any]) -> bytes | None:
+    """The image member of a sample (first of IMAGE_EXTENSIONS present), or None."""
+    for ext in IMAGE_EXTENSIONS:
+        if ext in sample:
+            return sample[ext]
+    return None
+
+
+class FastForward:
+    """How many of the next items a worker only draws, without cutting pixels (see `make_loader`'s start_batch).
+
+    Drawing consumes the random streams exactly as cutting would (header, square, scale, window),
+    so the items after the skipped ones are the ones an uninterrupted stream would give.
+    """
+
+    def __init__(self, items: int) -> None:
+        self.left = items
+
+
+def _cut(
+    samples: Iterator[dict[str, Any]],
+    *,
+    sampler: SamplerSettings,
+    whole: bool,
+    rng: np.random.Generator,
+    skips: SkipCounts,
+    fast_forward: FastForward,
+) -> Iterator[PatchItem]:
+    """Samples → patches (or, with `whole`, global samples); bad samples are counted and skipped.
+
+    While `fast_forward.left` > 0, items carry no pixels (None) and nothing is decoded.
+    Raises RuntimeError after MAX_SKIPS_IN_A_ROW bad samples in a row (resampling would spin forever).
+    """
+    in_a_row = 0
+    draw = global_spec if whole else draw_spec
+    for sample in samples:
+        key = sample.get("__key__", "?")
+        data = image_bytes(sample)
+        try:
+            if data is None:
+                members = sorted(k for k in sample if not k.startswith("__"))
+                raise LookupError(f"no image member among {members}")
+            header = read_header(data)
+            drawn = draw(width=header.width, height=header.height, settings=sampler, rng=rng)
+            if fast_forward.left > 0:
+                fast_forward.left -= 1
+                yield PatchItem(None, drawn.spec, key)
+                continue
+            patch = cut_patch(data, drawn, header=header)
+        except (LookupError, Rejected, pyvips.Error, ValueError) as error:
+            reason = "no_image" if data is None else "too_small" if isinstance(error, ImageTooSmall) else "unreadable"
+            skips.add(reason, key, error)
+            in_a_row += 1
+            if in_a_row >= MAX_SKIPS_IN_A_ROW:
+                raise RuntimeError(f"{in_a_row} samples in a row were skipped (last: {key}, {reason})") from error
+            continue
+        in_a_row = 0
+        yield PatchItem(patch.pixels, patch.spec, key)
+
+
+def _mix(patches: Iterator[PatchItem], globals_: Iterator[PatchItem], *, prob_global: float, rng: np.random.Generator):
+    """Each element from `globals_` with probability prob_global, else from `patches`; ends when one ends."""
+    while True:
+        source = globals_ if rng.random() < prob_global else patches
+        try:
+            yield next(source)
+        except StopIteration:
+            return
+
+
+def _init_worker(worker_id: int) -> None:
+    pyvips.concurrency_set(1)
+    pyvips.cache_set_max(0)
+    torch.set_num_threads(1)
+
+
+class PatchStream(IterableDataset):
+    """The per-worker pipeline; only settings cross the process boundary (pickled at spawn)."""
+
+    def __init__(
+        self,
+        *,
+        settings: LoaderSettings,
+        sampler: SamplerSettings,
+        hr_urls: list[str],
+        lr_urls: list[str],
+        rank: int,
+        world_size: int,
+        epoch: int,
+        skips: SkipCounts,
+        start_batch: int,
+    ) -> None:
+        self.settings, self.sampler = settings, sampler
+        self.hr_urls, self.lr_urls = hr_urls, lr_urls
+        self.rank, self.world_size, self.epoch = rank, world_size, epoch
+        self.skips = skips
+        self.start_batch = start_batch
+        self._passes = 0  # __iter__ calls in this process: persistent workers start a new epoch each time
+
+    def _samples(self, urls: list[str], *, worker: int, epoch: int, stream: int) -> Iterator[dict[str, Any]]:
+        s = self.settings
+        seed = int(np.random.SeedSequence([s.seed, self.rank, worker, epoch, stream]).generate_state(1)[0])
+        if s.resampled:
+            shards = iter(wds.ResampledShards(urls, seed=seed, worker_seed=lambda: 0, deterministic=True))
+        else:
+            order = list(urls)
+            random.Random(f"{s.seed}-{epoch}-{stream}").shuffle(order)  # the same order on every rank
+            shards = wds.split_by_worker(dict(url=u) for u in itertools.islice(order, self.rank, None, self.world_size))
+        samples = read_samples(shards, skips=self.skips)
+        if s.shuffle_buffer > 0:
+            samples = wds.shuffle(s.shuffle_buffer, initial=min(100, s.shuffle_buffer), seed=seed)(samples)
+        return samples
+
+    def __iter__(self) -> Iterator[PatchBatch]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        epoch = self.epoch + self._passes
+        self._passes += 1
+        rng = worker_rng(self.settings.seed, rank=self.rank, worker=worker, epoch=epoch)
+        sampler, gp = self.sampler, self.sampler.global_prob
+        # the DataLoader takes batches from its workers in turn: worker w made batches w, w + W, ...
+        skip = self.start_batch if self._passes == 1 else 0
+        fast_forward = FastForward(max(0, -(-(skip - worker) // workers)) * self.settings.batch_size)
+
+        def cut(urls: list[str], *, whole: bool, stream: int, settings: SamplerSettings) -> Iterator[PatchItem]:
+            samples = self._samples(urls, worker=worker, epoch=epoch, stream=stream)
+            return _cut(samples, sampler=settings, whole=whole, rng=rng, skips=self.skips, fast_forward=fast_forward)
+
+        if not self.lr_urls:
+            items = cut(self.hr_urls, whole=False, stream=0, settings=sampler)
+        elif gp == 1:
+            items = cut(self.lr_urls, whole=True, stream=1, settings=sampler)
+        else:
+            patches = cut(self.hr_urls, whole=False, stream=0, settings=dataclasses.replace(sampler, global_prob=0.0))
+            globals_ = cut(self.lr_urls, whole=True, stream=1, settings=sampler)  # lr_urls is empty when gp = 0
+            items = _mix(patches, globals_, prob_global=gp, rng=rng)
+        s = self.settings
+        skipped_batches = fast_forward.left // s.batch_size
+        for _ in itertools.islice(items, fast_forward.left):
+            pass
+        batches = wds.batched(s.batch_size, collation_fn=collate_patches, partial=not s.resampled)(items)
+        if s.epoch_samples is not None:
+            per_worker = math.ceil(s.epoch_samples / (self.world_size * workers * s.batch_size))
+            batches = itertools.islice(batches, max(0, per_worker - skipped_batches))
+        return batches
+
+
+class PatchLoader:
+    """Iterable of PatchBatch over a spawned DataLoader; `skipped()` reports what was skipped so far."""
+
+    def __init__(self, dataloader: DataLoader, skips: SkipCounts) -> None:
+        self.dataloader = dataloader
+        self._skips = skips
+
+    def __iter__(self) -> Iterator[PatchBatch]:
+        return iter(self.dataloader)
+
+    def skipped(self) -> dict[str, int]:
+        """Samples (or shards, under "shard") skipped so far by reason, over all workers."""
+        return self._skips.as_dict()
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def make_loader(
+    settings: LoaderSettings,
+    sampler: SamplerSettings,
+    *,
+    rank: int | None = None,
+    world_size: int | None = None,
+    epoch: int = 0,
+    start_batch: int = 0,
+) -> PatchLoader:
+    """Batches of patches for one rank: an iterable of PatchBatch, infinite when `settings.resampled`.
+
+    rank/world_size default to torch.distributed's (or RANK/WORLD_SIZE, else 0/1); ranks and
+    workers read disjoint shards in one-pass mode. `epoch` offsets every random stream.
+    `start_batch` resumes the stream exactly where a loader
+    with the same settings stood after yielding that many batches: the skipped samples are only
+    drawn (headers read, specs drawn), not decoded, so resuming is cheap. (A sample that fails
+    only at decode time inside the skipped part shifts the stream by one sample.)
+    Raises ValueError for missing shards, or for fewer shards than ranks × workers in one-pass
+    mode (some would get no data).
+    """
+    rank, world_size = _rank_and_world(rank, world_size)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    needs_hr = not (settings.lr and sampler.global_prob == 1)
+    if needs_hr and not settings.hr:
+        raise ValueError("LoaderSettings.hr is empty: give the HR shards (or lr with global_prob=1)")
+    hr_urls = resolve_shards(settings.hr) if needs_hr else []
+    lr_urls = resolve_shards(settings.lr) if settings.lr and sampler.global_prob > 0 else []
+    readers = world_size * max(settings.workers, 1)
+    if not settings.resampled:
+        for name, urls in (("hr", hr_urls), ("lr", lr_urls)):
+            if urls and len(urls) < readers:
+                raise ValueError(
+                    f"{name}: {len(urls)} shard(s) for {world_size} rank(s) × {max(settings.workers, 1)} worker(s): "
+                    "some would get no data; use resampled=True, fewer workers, or more (smaller) shards"
+                )
+    skips = SkipCounts()
+    stream = PatchStream(
+        settings=settings,
+        sampler=sampler,
+        hr_urls=hr_urls,
+        lr_urls=lr_urls,
+        rank=rank,
+        world_size=world_size,
+        epoch=epoch,
+        skips=skips,
+        start_batch=start_batch,
+    )
+    workers = settings.workers
+    dataloader = DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        multiprocessing_context="spawn" if workers > 0 else None,
+        worker_init_fn=_init_worker if workers > 0 else None,
+        persistent_workers=workers > 0,
+        prefetch_factor=settings.prefetch if workers > 0 else None,
+        pin_memory=settings.pin_memory,
+    )
+    return PatchLoader(dataloader, skips)

@@ -1,0 +1,83 @@
+"""WebDataset shards: samples in, a tar that appears whole; a tar in, its samples.
+
+A sample is two members, `KEY.EXT` (the original bytes) and `KEY.json` (its metadata). Writing goes
+through webdataset's `TarWriter` into a temporary file that is moved into place on close (see
+storage.py), and only once the first sample arrives: a shard that ends up empty is never written.
+Reading uses webdataset's own tar iterators on an fsspec stream, so any fsspec URL works.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import fsspec
+import webdataset as wds
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from anyres_data import storage
+from anyres_data.ingest import Sample
+
+
+def encode_metadata(metadata: dict[str, Any]) -> bytes:
+    return json.dumps(metadata, ensure_ascii=False, sort_keys=True).encode()
+
+
+class ShardWriter:
+    """Writes samples to the shard at `url`; the file appears (atomically) when the writer closes.
+
+    Use as a context manager: leaving the block with an exception discards the partial shard.
+    """
+
+    def __init__(self, url: str, tmp_dir: str) -> None:
+        self.url = url
+        self.tmp_dir = tmp_dir
+        self.count = 0
+        self._stack = ExitStack()
+        self._tar: wds.TarWriter | None = None
+
+    def write(self, sample: Sample) -> None:
+        self.write_members({"__key__": sample.key, sample.ext: sample.data, "json": encode_metadata(sample.metadata)})
+
+    def write_members(self, members: dict[str, Any]) -> None:
+        """Write one sample given as webdataset members: {"__key__": key, ext: bytes, ...}."""
+        if self._tar is None:
+            f = self._stack.enter_context(storage.atomic_open(self.url, self.tmp_dir))
+            self._tar = wds.TarWriter(f, encoder=False)
+        self._tar.write(members)
+        self.count += 1
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tar is not None and exc[0] is None:
+            self._tar.close()  # end-of-archive blocks; the stream itself is closed (and moved) by the stack
+        self._stack.__exit__(*exc)
+
+
+def read_shard(url: str) -> Iterator[dict[str, Any]]:
+    """The samples of a shard as webdataset gives them: {"__key__": key, "jpg": bytes, "json": bytes, ...}."""
+    with fsspec.open(url, "rb") as f:
+        for sample in group_by_keys(tar_file_expander([{"url": url, "stream": f}])):
+            yield {k: v for k, v in sample.items() if k != "__url__"}
+
+
+def drop_samples(url: str, keys: set[str], *, tmp_dir: str) -> int:
+    """Rewrite the shard at `url` without the samples whose key is in `keys`; remove it if none is left.
+
+    Idempotent (keys already gone are ignored), so a finalize step that was interrupted can run again.
+    Returns the number of samples left.
+    """
+    if not storage.exists(url):
+        return 0
+    samples = read_shard(url)
+    with ShardWriter(url, tmp_dir) as writer:
+        for sample in samples:
+            if sample["__key__"] not in keys:
+                writer.write_members(sample)
+    if writer.count == 0:
+        storage.remove(url)
+    return writer.count

@@ -1,0 +1,89 @@
+"""Multi-process training under torchrun: process group, gradient averaging, weight broadcast.
+
+Gradients are averaged by hand after each backward (as StyleGAN3 does) rather than through
+DistributedDataParallel, because the R1 penalty needs a double backward that DDP's hooks do
+not support.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Process:
+    """This process's place in the job."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_process(device: str = "auto") -> Process:
+    """Join the torchrun job if there is one (gloo on CPU, nccl on CUDA); otherwise a single process.
+
+    device: "auto" (CUDA when available), "cpu", or "cuda".
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+    return Process(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def average_gradients(module: nn.Module, world_size: int) -> None:
+    """All-reduce and average the gradients of `module` across ranks (no-op for one process)."""
+    if world_size == 1:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_module(module: nn.Module, world_size: int) -> None:
+    """Give every rank rank 0's parameters and buffers."""
+    if world_size == 1:
+        return
+    for tensor in [*module.parameters(), *module.buffers()]:
+        dist.broadcast(tensor.data, src=0)
+
+
+def all_ranks_mean(value: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Mean of a scalar tensor over ranks, for logging."""
+    if world_size == 1:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / world_size
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,93 @@
+"""What a training run writes as it goes: scalars (CSV + TensorBoard), image grids, time shares."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
+
+from anyres_data.spec import PatchSpec
+from anyres_model.networks.generator import Generator
+from anyres_model.render import render_crop, to_uint8
+
+PARTS = ("data", "G", "D", "teacher", "lpips")
+
+
+class StepTimer:
+    """Wall time per part of a training step (data, G, D, teacher, lpips), synchronising CUDA when timed."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.seconds[name] += time.perf_counter() - start
+
+    def shares(self) -> dict[str, float]:
+        """Fraction of the timed wall time spent in each part."""
+        total = sum(self.seconds.values()) or 1.0
+        return {name: self.seconds.get(name, 0.0) / total for name in PARTS}
+
+    def reset(self) -> None:
+        self.seconds.clear()
+
+
+class ScalarLog:
+    """Scalars to `log.csv` (one row per logging step, columns fixed by the first row) and TensorBoard."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "log.csv"
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self._columns: list[str] | None = None
+        if self.path.exists():
+            with self.path.open() as f:
+                self._columns = next(csv.reader(f), None)
+
+    def write(self, values: Mapping[str, float], *, kimg: float) -> None:
+        row = {"kimg": round(kimg, 4), **{k: float(v) for k, v in values.items()}}
+        if self._columns is None:
+            self._columns = list(row)
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self._columns)
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([row.get(c, "") for c in self._columns])
+        step = round(kimg * 1000)
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, global_step=step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def grid_specs(patch_size: int, scales: tuple[int, ...] = (1, 2, 4)) -> list[PatchSpec]:
+    """The global image and centre crops at s = k·P: the columns of the training image grid."""
+    return [PatchSpec.from_centre(s=float(patch_size * k), v=(0.5, 0.5), p=patch_size) for k in scales]
+
+
+@torch.no_grad()
+def save_image_grid(generator: Generator, z: torch.Tensor, path: Path) -> None:
+    """One row per latent, one column per scale (global, 2P, 4P centre crops), as a PNG."""
+    columns = [render_crop(generator, z, spec) for spec in grid_specs(generator.patch_size)]  # each (B, C, P, P)
+    rows = [np.concatenate([to_uint8(col[i]) for col in columns], axis=1) for i in range(z.shape[0])]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0).squeeze()).save(path)

@@ -1,0 +1,81 @@
+"""Settings of a training run (`anyres-train`): one dataclass for the CLI, YAML files and Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from anyres_data.loader import LoaderSettings
+from anyres_data.sampling import SamplerSettings
+from anyres_data.settings import setting
+from anyres_model.networks.presets import preset as preset_configs
+
+Phase = Literal["global", "patch"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Two-phase any-resolution training (paper §3.2). Lengths in kimg = thousands of real samples."""
+
+    run_dir: Path = setting(Path("runs/anyres"), "Folder for checkpoints, logs, image grids and the resolved config.")
+    phase: Phase = setting(
+        "global",
+        "global: phase 1, fixed-scale pretraining (every sample global: s = p, v = (0.5, 0.5)); "
+        "patch: phase 2, HR patches at random scales mixed with global samples, with the teacher.",
+    )
+    preset: Literal["tiny", "small", "paper"] = setting(
+        "tiny", "Model size: tiny (p = 32, CPU), small (p = 64), paper (p = 256). --p must equal its patch size."
+    )
+    init: Path | None = setting(
+        None, "Phase-1 checkpoint phase 2 starts from (G, D, G_ema); its G_ema becomes the frozen teacher."
+    )
+    resume: bool = setting(
+        False, "Continue from the newest checkpoint in run_dir: weights, optimisers, RNG and data position."
+    )
+    total_kimg: float = setting(100.0, "Training length in kimg (real samples shown to D, all ranks).")
+    lr_g: float = setting(0.0025, "Adam learning rate of G.")
+    lr_d: float = setting(0.002, "Adam learning rate of D.")
+    adam_betas: tuple[float, float] = setting((0.0, 0.99), "Adam betas of both networks.")
+    r1_gamma: float | None = setting(
+        None,
+        "R1 weight γ; None: 2·(p/256)², which follows StyleGAN3's recommendations (2 at 256, 8 at 512, 32 at 1024).",
+    )
+    r1_interval: int = setting(16, "Lazy R1: every this many D steps, weighted by the interval (0: no R1).")
+    ema_kimg: float | None = setting(None, "Half-life of G's EMA in kimg; None: 10 × batch / 32 (StyleGAN3).")
+    ema_rampup: float | None = setting(0.05, "EMA half-life is at most this fraction of the images seen; None: off.")
+    xflip: bool = setting(True, "Mirror half of the real samples (their specs are mirrored too).")
+    teacher_weight: float = setting(5.0, "λ of the teacher loss in phase 2 (the paper's value; 0: no teacher).")
+    lpips: str = setting(
+        "alex",
+        "LPIPS trunk for the teacher loss: alex (AlexNet weights from the torch hub cache), a path to "
+        "alexnet-owt-7be5be79.pth, random (tests only), or none (L1 only).",
+    )
+    snapshot_kimg: float = setting(10.0, "Checkpoint every this many kimg (and at the end).")
+    image_kimg: float = setting(10.0, "Image grid (several scales) every this many kimg (0: never).")
+    log_every: int = setting(10, "Log scalars every this many steps.")
+    device: Literal["auto", "cpu", "cuda"] = setting("auto", "auto: CUDA when available, else CPU.")
+    amp: bool = setting(False, "bfloat16 autocast for G and D forward passes (CUDA only).")
+    compile: bool = setting(False, "torch.compile G and D (CUDA only).")
+    threads: int | None = setting(None, "torch CPU threads; None: torch's default.")
+    data: LoaderSettings = setting(
+        LoaderSettings(), "Training data: HR and LR shards, batch, workers, seed.", cli_prefix=""
+    )
+    sampler: SamplerSettings = setting(
+        SamplerSettings(p=32), "How real patches are drawn (phase 2; phase 1 uses global samples only).", cli_prefix=""
+    )
+
+    def __post_init__(self) -> None:
+        patch_size = preset_configs(self.preset)[0].patch_size
+        if self.sampler.p != patch_size:
+            raise ValueError(f"--p is {self.sampler.p} but preset {self.preset!r} renders {patch_size}² patches")
+        if self.total_kimg <= 0:
+            raise ValueError(f"total_kimg must be > 0, got {self.total_kimg}")
+        if self.r1_interval < 0:
+            raise ValueError(f"r1_interval must be ≥ 0, got {self.r1_interval}")
+        if self.lpips not in ("alex", "random", "none") and not Path(self.lpips).expanduser().is_file():
+            raise ValueError(f"--lpips {self.lpips!r}: give alex, random, none, or the path of an existing file")
+
+    @property
+    def gamma(self) -> float:
+        return self.r1_gamma if self.r1_gamma is not None else 2.0 * (self.sampler.p / 256) ** 2

@@ -1,0 +1,155 @@
+"""The folder source on real files: a plain folder, img2dataset's "files" layout and its WebDataset tars."""
+
+import io
+import json
+import tarfile
+
+import fsspec
+import numpy as np
+import pytest
+from PIL import Image
+
+from anyres_data.sources.folder import FolderSettings, TarReader, iter_folder
+
+
+def image_bytes(fmt: str, size=(24, 16), seed=0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=fmt)
+    return out.getvalue()
+
+
+def read(url: str) -> bytes:
+    with fsspec.open(url, "rb") as f:
+        return f.read()
+
+
+def test_plain_folder_recursive_sorted(tmp_path):
+    files = {
+        "b/z.png": image_bytes("PNG", seed=1),
+        "a.JPG": image_bytes("JPEG", seed=2),
+        "b/a/deep.webp": image_bytes("WEBP", seed=3),
+        "b/readme.txt": b"not an image",
+        ".hidden/x.bin": b"\0",
+        "c.tiff": image_bytes("TIFF", seed=4),
+        "d.v2.edited.png": image_bytes("PNG", seed=5),  # dots in a file name: the extension is after the last
+    }
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    got = list(iter_folder(FolderSettings(folder=str(tmp_path))))
+    assert [c.source_id for c in got] == ["a.JPG", "b/a/deep.webp", "b/z.png", "c.tiff", "d.v2.edited.png"]
+    for c in got:
+        assert c.source == "folder" and c.url.startswith("file://")
+        assert read(c.url) == files[c.source_id]
+        assert c.extra == {} and c.width is None
+    assert len({c.key for c in got}) == 5
+    only_png = list(iter_folder(FolderSettings(folder=str(tmp_path), folder_extensions=("png",))))
+    assert [c.source_id for c in only_png] == ["b/z.png", "d.v2.edited.png"]
+
+
+def img2dataset_record(i: int) -> dict:
+    """A sample's JSON as img2dataset writes it (with save_additional_columns=['license', 'similarity'])."""
+    return {
+        "url": f"https://origin.example/{i}.jpg",
+        "key": f"{i:09d}",
+        "status": "success",
+        "error_message": None,
+        "width": 24,
+        "height": 16,
+        "original_width": 2400,
+        "original_height": 1600,
+        "exif": "{}",
+        "sha256": "ab" * 32,
+        "caption": f"caption {i}",
+        "license": "CC-BY-4.0",
+        "similarity": 0.25 + i,
+    }
+
+
+def test_img2dataset_files_layout(tmp_path):
+    shard = tmp_path / "00000"
+    shard.mkdir()
+    for i in range(3):
+        (shard / f"{i:09d}.jpg").write_bytes(image_bytes("JPEG", seed=i))
+        (shard / f"{i:09d}.json").write_text(json.dumps(img2dataset_record(i)))
+        (shard / f"{i:09d}.txt").write_text(f"caption {i}")
+    (shard / "000000003.jpg").write_bytes(image_bytes("JPEG", seed=3))  # no sidecars
+    (shard / "000000003.txt").write_text("only a caption")
+    (tmp_path / "00000.parquet").write_bytes(b"PAR1")
+    (tmp_path / "00000_stats.json").write_text("{}")
+    got = list(iter_folder(FolderSettings(folder=str(tmp_path))))
+    assert [c.source_id for c in got] == [f"00000/{i:09d}.jpg" for i in range(4)]
+    first = got[0]
+    assert first.license == "CC-BY-4.0"
+    assert first.extra == {
+        "source_url": "https://origin.example/0.jpg",  # the original URL, kept
+        "source_key": "000000000",
+        "source_width": 24,
+        "source_height": 16,
+        "source_original_width": 2400,
+        "source_original_height": 1600,
+        "source_sha256": "ab" * 32,
+        "caption": "caption 0",
+        "similarity": 0.25,
+    }
+    assert got[3].extra == {"caption": "only a caption"} and got[3].license is None
+    assert read(got[2].url) == (shard / "000000002.jpg").read_bytes()
+
+
+def write_webdataset_tar(path, n: int) -> dict[str, bytes]:
+    """A tar as img2dataset's webdataset writer makes it: KEY.jpg, KEY.txt, KEY.json per sample, in order."""
+    images = {}
+    with tarfile.open(path, "w") as tar:
+        for i in range(n):
+            key = f"{i:09d}"
+            ext = "png" if i % 5 == 4 else "jpg"
+            data = image_bytes("PNG" if ext == "png" else "JPEG", seed=i)
+            images[f"{key}.{ext}"] = data
+            record = json.dumps(img2dataset_record(i)).encode()
+            for name, payload in ((f"{key}.{ext}", data), (f"{key}.txt", b"caption"), (f"{key}.json", record)):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    return images
+
+
+def test_img2dataset_webdataset_tars(tmp_path):
+    first = write_webdataset_tar(tmp_path / "00000.tar", 6)
+    second = write_webdataset_tar(tmp_path / "00001.tar", 2)
+    got = list(iter_folder(FolderSettings(folder=str(tmp_path))))
+    assert [c.source_id for c in got] == [f"00000.tar/{n}" for n in first] + [f"00001.tar/{n}" for n in second]
+    c = got[4]
+    assert c.url.startswith("tar://000000004.png::file://") and c.url.endswith("/00000.tar")
+    assert c.extra["source_url"] == "https://origin.example/4.jpg" and c.extra["caption"] == "caption 4"
+    assert c.license == "CC-BY-4.0"
+    assert read(c.url) == first["000000004.png"]  # plain fsspec opens the member URL
+    with TarReader(max_open=1) as reader:
+        for cand in got:
+            tar_name, member = cand.source_id.split("/")
+            assert reader.read(cand.url) == (first if tar_name == "00000.tar" else second)[member]
+        with pytest.raises(KeyError, match="no member"):
+            reader.read(got[0].url.replace("000000000.jpg", "999.jpg"))
+        with pytest.raises(ValueError, match="not a tar member URL"):
+            reader.read("file:///x.tar")
+    assert not list(iter_folder(FolderSettings(folder=str(tmp_path), folder_tars=False)))
+    single = list(iter_folder(FolderSettings(folder=str(tmp_path / "00001.tar"))))
+    assert [c.source_id for c in single] == ["00001.tar/000000000.jpg", "00001.tar/000000001.jpg"]
+
+
+def test_any_fsspec_location():
+    fs = fsspec.filesystem("memory")
+    fs.pipe({"/anyres-folder/x/1.png": image_bytes("PNG", seed=5), "/anyres-folder/0.jpg": image_bytes("JPEG")})
+    got = list(iter_folder(FolderSettings(folder="memory://anyres-folder")))
+    assert [(c.source_id, c.url) for c in got] == [
+        ("0.jpg", "memory:///anyres-folder/0.jpg"),
+        ("x/1.png", "memory:///anyres-folder/x/1.png"),
+    ]
+    assert read(got[1].url) == image_bytes("PNG", seed=5)
+
+
+def test_bad_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="needs --folder"):
+        iter_folder(FolderSettings())
+    with pytest.raises(ValueError, match="no such folder"):
+        iter_folder(FolderSettings(folder=str(tmp_path / "missing")))
