@@ -44,9 +44,11 @@ from anyres_data.filters import FilterSettings
 from anyres_data.ingest import IngestContext, Sample, ingest
 from anyres_data.plan import PARTITION_COLUMNS, Partition, plan, read_partition, row_candidate
 from anyres_data.rejects import Rejected
+from anyres_data.resize import ResizeSettings
 from anyres_data.settings import setting, to_dict
 from anyres_data.shards import ShardWriter, drop_samples
 from anyres_data.sources import SourceName, SourceSettings, TarReader, iter_candidates
+from anyres_data.subset import SubsetSettings, subset_candidates
 
 RECORD_COLUMNS = {**MANIFEST_COLUMNS, "position": "Int64", "status": "string", "message": "string"}
 # Settings that change how a build runs, not what it produces: a resumed build may change them.
@@ -61,8 +63,10 @@ class BuildSettings:
     out: str | None = setting(None, "output folder: a path or any fsspec URL (file://, s3://, gs://, ...)")
     name: str | None = setting(None, "dataset name, the shards' prefix NAME-000000.tar (default: --out's last part)")
     sources: SourceSettings = setting(SourceSettings(), "settings of the sources", cli_prefix="")
+    subset: SubsetSettings = setting(SubsetSettings(), "a seeded subset of the candidates", cli_prefix="subset_")
     filters: FilterSettings = setting(FilterSettings(), "what is kept", cli_prefix="")
     fetch: FetchSettings = setting(FetchSettings(), "downloads", cli_prefix="fetch_")
+    resize: ResizeSettings = setting(ResizeSettings(), "resizing before storing (default: none)", cli_prefix="resize_")
     fail_on: Literal["truncated", "error", "warning"] = setting(
         "error", "libvips decode check: reject on truncated data only, on any decode error, or on warnings too"
     )
@@ -129,6 +133,7 @@ def build(
         return storage.read_json(layout.dataset_json)
     if candidates is None:
         candidates = iter_candidates(settings.source, settings.sources, licenses=settings.filters.license)
+    candidates = subset_candidates(candidates, settings.subset)
     with _progress(console, enabled=settings.progress) as tally:
         partitions = plan(candidates, layout, shard_size=settings.shard_size, filters=settings.filters)
         _execute(settings, layout, partitions, tally)
@@ -211,6 +216,7 @@ def build_shard(settings: BuildSettings, index: int) -> ShardSummary:
             buffered_decode=threading.Lock(),
             tar_reader=tar_reader,
             tar_lock=threading.Lock(),
+            resize=settings.resize,
         )
         records = []
         with (

@@ -10,6 +10,7 @@ from anyres_data.contact_sheet import sample_command
 from anyres_data.dataset import load_info, read_manifest, size_table, summary_table
 from anyres_data.settings import typer_options
 from anyres_data.sources.flickr import FlickrError
+from anyres_data.stats import stats_command
 from anyres_data.verify import verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -66,6 +67,7 @@ app.command("build")(typer_options(BuildSettings, build_command))
 app.command("info")(info_command)
 app.command("verify")(verify_command)
 app.command("sample")(sample_command)
+app.command("stats")(stats_command)
 
 
 def main() -> None:

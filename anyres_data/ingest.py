@@ -1,8 +1,9 @@
 """One candidate in, one sample (original bytes + metadata) or one named rejection out.
 
-fetch -> probe the header -> filter on it -> decode check + perceptual hash -> metadata. Each step is
-a plain function (fetch.py, probe.py, filters.py, dedup.py); this module strings them together so a
-shard task, a test or a notebook can ingest a candidate without Dask. Pre-download filters
+fetch -> probe the header -> filter on it -> decode check + perceptual hash -> [resize] -> metadata.
+Each step is a plain function (fetch.py, probe.py, filters.py, dedup.py, resize.py); this module
+strings them together so a shard task, a test or a notebook can ingest a candidate without Dask.
+Resizing is off by default: the original bytes are stored. Pre-download filters
 (`filters.check_candidate`) run earlier, when the build plans its candidates.
 """
 
@@ -12,7 +13,7 @@ import datetime
 import hashlib
 import threading
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -23,6 +24,7 @@ from anyres_data.fetch import FetchSettings, fetch
 from anyres_data.filters import FilterSettings, check_header
 from anyres_data.probe import decode_thumbnail, read_header
 from anyres_data.rejects import Rejected
+from anyres_data.resize import ResizeSettings, resize
 from anyres_data.sources import LOCAL_SOURCES, TarReader
 from anyres_data.sources.columns import METADATA_NAMES
 
@@ -34,7 +36,7 @@ PROBE_NAMES = ("bands", "interpretation", "bit_depth", "n_pages", "interlaced")
 
 @dataclass(frozen=True)
 class Sample:
-    """A kept image: `data` are the bytes as fetched, stored as `KEY.EXT` beside `KEY.json` (`metadata`)."""
+    """A kept image: `data` are the bytes as fetched (or resized), stored as `KEY.EXT` beside `KEY.json`."""
 
     key: str
     ext: str
@@ -53,6 +55,7 @@ class IngestContext:
     buffered_decode: threading.Lock | None = None
     tar_reader: TarReader | None = None  # reads tar:// members (folder source), indexing each tar once
     tar_lock: threading.Lock | None = None  # the reader's file position is shared: one read at a time
+    resize: ResizeSettings = field(default_factory=ResizeSettings)  # mode none: the original bytes are stored
 
 
 def ingest(candidate: Candidate, context: IngestContext) -> Sample:
@@ -60,7 +63,9 @@ def ingest(candidate: Candidate, context: IngestContext) -> Sample:
 
     Raises Rejected with the reason (fetch errors, not_an_image, unsupported_format, animated,
     too_many_pixels, below_min_size, extreme_aspect, truncated, corrupt). Duplicates are found later,
-    over the whole dataset.
+    over the whole dataset. Filters and the perceptual hash see the image as fetched; with a resize
+    mode, the stored bytes (and `width`, `height`, `sha256`, `format`, ...) are the resized image's,
+    `original_width`/`original_height` the size before resizing, and `resized` says whether it was.
     """
     crawled_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     data = _fetch(candidate, context)
@@ -69,13 +74,17 @@ def ingest(candidate: Candidate, context: IngestContext) -> Sample:
     big = header.interlaced and header.pixels > LARGE_BUFFERED_DECODE
     with context.buffered_decode if big and context.buffered_decode else nullcontext():
         grey = decode_thumbnail(data, header, fail_on=context.fail_on)
+        stored = resize(data, header, key=candidate.key, settings=context.resize, fail_on=context.fail_on)
+    original = header
+    if stored is not data:
+        data, header = stored, read_header(stored)
     metadata = {
         "key": candidate.key,
         "url": candidate.url,
         "width": header.width,
         "height": header.height,
-        "original_width": header.width,
-        "original_height": header.height,
+        "original_width": original.width,
+        "original_height": original.height,
         "sha256": hashlib.sha256(data).hexdigest(),
         "source": candidate.source,
         "source_id": candidate.source_id,
@@ -91,6 +100,8 @@ def ingest(candidate: Candidate, context: IngestContext) -> Sample:
         "crawled_at": crawled_at,
         **{name: getattr(header, name) for name in PROBE_NAMES},
     }
+    if context.resize.mode != "none":
+        metadata["resized"] = header is not original
     for name, value in candidate.extra.items():
         taken = name in METADATA_NAMES or name in PROBE_NAMES
         metadata[f"source_{name}" if taken else name] = value

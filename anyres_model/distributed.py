@@ -39,7 +39,7 @@ def init_process(device: str = "auto") -> Process:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = rank_from_env()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda":
         torch.cuda.set_device(local_rank)
@@ -82,6 +82,24 @@ def all_ranks_mean(value: torch.Tensor, world_size: int) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / world_size
+
+
+def check_in_sync(module: nn.Module, world_size: int) -> None:
+    """Assert that every rank holds the same parameters (a cheap checksum compared across ranks)."""
+    if world_size == 1:
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in module.parameters()]).sum().reshape(1)
+    low, high = checksum.clone(), checksum.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    assert torch.equal(low, high), (
+        f"ranks disagree on {type(module).__name__}'s parameters: {low.item()} vs {high.item()}"
+    )
+
+
+def rank_from_env() -> int:
+    """This process's rank as torchrun sets it (0 outside torchrun)."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def shutdown() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -86,6 +87,17 @@ def mirror(images: torch.Tensor, specs: torch.Tensor, flip: torch.Tensor) -> tup
     s, x0, p = specs[:, 0], specs[:, 1], specs[:, 3]
     specs[:, 1] = torch.where(flip, s - x0 - p, x0)
     return images, specs
+
+
+def cpu_threads(*, workers: int) -> int:
+    """torch threads for a CPU run: the cores left after the loader workers, shared by the local ranks.
+
+    More threads than free cores makes every parallel op wait for preempted threads: on 2 cores with
+    2 loader workers, 2 torch threads ran 10× slower than 1.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, cores // local_ranks - workers)
 
 
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -263,14 +275,17 @@ def train(cfg: TrainConfig) -> Path:
     proc = distributed.init_process(cfg.device)
     if (cfg.amp or cfg.compile) and proc.device.type != "cuda":
         raise ValueError("--amp and --compile are for CUDA; this run is on the CPU")
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    if proc.device.type == "cpu":
+        torch.set_num_threads(cfg.threads or cpu_threads(workers=cfg.data.workers))
     run_dir = cfg.run_dir
     existing = checkpoints(run_dir)
     if existing and not cfg.resume:
         raise ValueError(f"{run_dir} already holds checkpoints: add --resume to continue, or use another --run-dir")
     torch.manual_seed(cfg.data.seed)  # network initialisation; identical on every rank
     nets = build_networks(cfg, proc.device)
+    lpips_model = None  # built before any RNG state is restored: a random trunk (tests) draws from torch's RNG
+    if nets.teacher is not None and cfg.teacher_weight > 0 and cfg.lpips != "none":
+        lpips_model = load_lpips(cfg.lpips).to(proc.device)
     opts = make_optimizers(cfg, nets)
     progress = Progress()
     if cfg.resume and existing:
@@ -285,9 +300,6 @@ def train(cfg: TrainConfig) -> Path:
     sampler = cfg.sampler
     if cfg.phase == "global":
         sampler = type(sampler)(**{**to_dict(sampler), "global_prob": 1.0})
-    lpips_model = None
-    if nets.teacher is not None and cfg.teacher_weight > 0 and cfg.lpips != "none":
-        lpips_model = load_lpips(cfg.lpips).to(proc.device)
     loader = make_loader(cfg.data, sampler, rank=proc.rank, world_size=proc.world_size, start_batch=progress.step)
     if cfg.compile:
         nets.G_run, nets.D_run = torch.compile(nets.G), torch.compile(nets.D)
@@ -341,8 +353,9 @@ def train(cfg: TrainConfig) -> Path:
                 save_image_grid(nets.G_ema, grid_z, run_dir / "images" / f"grid-{progress.nimg // 1000:06d}kimg.png")
                 next_image = _next_multiple(progress.nimg, cfg.image_kimg)
             if progress.nimg >= next_snapshot or progress.nimg >= total_nimg:
+                last_path = run_dir / "checkpoints" / f"checkpoint-{progress.step:08d}.pt"
+                distributed.check_in_sync(nets.G, proc.world_size)
                 if proc.is_main:
-                    last_path = run_dir / "checkpoints" / f"checkpoint-{progress.step:08d}.pt"
                     save_run(last_path, cfg, nets, opts, progress)
                 next_snapshot = _next_multiple(progress.nimg, cfg.snapshot_kimg)
     finally:
@@ -377,7 +390,8 @@ def _command(
         path = train(cfg)
     except (ValueError, FileNotFoundError) as err:
         raise typer.BadParameter(str(err)) from err
-    typer.echo(f"last checkpoint: {path}")
+    if distributed.rank_from_env() == 0:
+        typer.echo(f"last checkpoint: {path}")
 
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
@@ -386,3 +400,7 @@ app.command()(typer_options(TrainConfig, _command))
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

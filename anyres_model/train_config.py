@@ -57,7 +57,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = setting("auto", "auto: CUDA when available, else CPU.")
     amp: bool = setting(False, "bfloat16 autocast for G and D forward passes (CUDA only).")
     compile: bool = setting(False, "torch.compile G and D (CUDA only).")
-    threads: int | None = setting(None, "torch CPU threads; None: torch's default.")
+    threads: int | None = setting(
+        None, "torch CPU threads; None: the cores left after the loader workers (shared by local ranks)."
+    )
     data: LoaderSettings = setting(
         LoaderSettings(), "Training data: HR and LR shards, batch, workers, seed.", cli_prefix=""
     )

@@ -33,6 +33,7 @@ METADATA_NAMES = frozenset(
         "bytes",
         "phash",
         "crawled_at",
+        "resized",
         "status",
         "error_message",
     }

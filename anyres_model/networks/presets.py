@@ -1,0 +1,39 @@
+"""Named model sizes: `preset(name)` -> (GeneratorConfig, DiscriminatorConfig).
+
+- tiny:  P = 32, 32 channels at most, < 1 M parameters in G: CPU tests.
+- small: P = 64, 256 channels at most: CPU/GPU experiments.
+- paper: P = 256, StyleGAN3-T's published channel counts (channel_base 32768, channel_max 512).
+
+The layer schedule (14 layers, 2 critical, cutoffs, stopbands, margins, filters) is StyleGAN3's in
+all three; parameter counts are listed in docs/model.md.
+"""
+
+from __future__ import annotations
+
+from anyres_model.networks.config import DiscriminatorConfig, GeneratorConfig
+
+
+def tiny() -> tuple[GeneratorConfig, DiscriminatorConfig]:
+    g = GeneratorConfig(patch_size=32, z_dim=64, w_dim=64, channel_base=512, channel_max=32, scale_dim=32)
+    d = DiscriminatorConfig(patch_size=32, channel_base=512, channel_max=32)
+    return g, d
+
+
+def small() -> tuple[GeneratorConfig, DiscriminatorConfig]:
+    g = GeneratorConfig(patch_size=64, z_dim=256, w_dim=256, channel_base=8192, channel_max=256, scale_dim=128)
+    d = DiscriminatorConfig(patch_size=64, channel_base=8192, channel_max=256)
+    return g, d
+
+
+def paper() -> tuple[GeneratorConfig, DiscriminatorConfig]:
+    return GeneratorConfig(), DiscriminatorConfig()
+
+
+PRESETS = {"tiny": tiny, "small": small, "paper": paper}
+
+
+def preset(name: str) -> tuple[GeneratorConfig, DiscriminatorConfig]:
+    """The (generator, discriminator) configs of a named size. Raises ValueError for unknown names."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,142 @@
+"""Training: a tiny two-phase run end to end, exact resume, mirrored specs, and 2 CPU ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from anyres_data.settings import from_dict
+from anyres_data.spec import PatchSpec, spec_axes, specs_to_tensor
+from anyres_model.checkpoint import load_checkpoint, load_generator
+from anyres_model.render import render
+from anyres_model.train import checkpoints, mirror, train
+from anyres_model.train_config import TrainConfig
+from tests.support.tiny_data import build_demo
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return build_demo(tmp_path_factory.mktemp("data") / "demo")
+
+
+def config(run_dir: Path, hr: Path, **overrides) -> TrainConfig:
+    base = {
+        "run_dir": str(run_dir),
+        "total_kimg": 0.012,
+        "snapshot_kimg": 0.004,
+        "image_kimg": 0.012,
+        "log_every": 1,
+        "threads": 1,
+        "device": "cpu",
+        "data": {"hr": str(hr), "batch_size": 4, "workers": 0, "seed": 3, "shuffle_buffer": 8},
+        "r1_interval": 2,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            base[key] = {**base.get(key, {}), **value}
+        else:
+            base[key] = value
+    return from_dict(TrainConfig, base)
+
+
+@pytest.fixture(scope="module")
+def phase1(tmp_path_factory, dataset) -> Path:
+    return train(config(tmp_path_factory.mktemp("runs") / "phase1", dataset))
+
+
+def test_phase1_then_phase2_train_and_the_checkpoint_renders(tmp_path, dataset, phase1):
+    run1 = phase1.parent.parent
+    log1 = pd.read_csv(run1 / "log.csv")
+    assert len(log1) == 3 and log1["kimg"].iloc[-1] == pytest.approx(0.012)
+    for column in ("loss/G", "loss/D", "loss/r1", "time/data", "time/G", "time/D"):
+        assert log1[column].notna().any(), column
+        assert torch.isfinite(torch.tensor(log1[column].dropna().to_numpy())).all(), column
+    assert len(checkpoints(run1)) == 3
+    assert (run1 / "images" / "grid-000000kimg.png").exists() or list((run1 / "images").glob("*.png"))
+    saved = json.loads((run1 / "config.json").read_text())
+    assert saved["phase"] == "global" and saved["data"]["hr"] == str(dataset)
+
+    cfg2 = config(tmp_path / "phase2", dataset, phase="patch", init=str(phase1), lpips="random")
+    last = train(cfg2)
+    log2 = pd.read_csv(tmp_path / "phase2" / "log.csv")
+    for column in ("loss/teacher_l1", "loss/teacher_lpips", "time/teacher", "time/lpips"):
+        assert torch.isfinite(torch.tensor(log2[column].to_numpy())).all(), column
+    # at the start of phase 2, G equals its teacher at s = p: the teacher's L1 starts small
+    assert log2["loss/teacher_l1"].iloc[0] < 0.5
+    ckpt = load_checkpoint(last)
+    assert {"G", "D", "G_ema", "teacher", "opt_G", "opt_D", "rng_cpu"} <= set(ckpt.tensors)
+    G = load_generator(last)
+    image = render(G, torch.randn(1, G.cfg.z_dim), 48)
+    assert image.shape == (1, 3, 48, 48) and torch.isfinite(image).all()
+
+
+def test_phase2_needs_a_phase1_checkpoint(tmp_path, dataset):
+    with pytest.raises(ValueError, match="--init"):
+        train(config(tmp_path / "run", dataset, phase="patch", lpips="random"))
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, dataset, phase1):
+    kw = dict(phase="patch", init=str(phase1), lpips="random", data={"seed": 11})
+    full = train(config(tmp_path / "full", dataset, **kw))
+    train(config(tmp_path / "split", dataset, total_kimg=0.008, **kw))  # stops after 2 of 3 steps
+    with pytest.raises(ValueError, match="--resume"):
+        train(config(tmp_path / "split", dataset, **kw))
+    resumed = train(config(tmp_path / "split", dataset, resume=True, **kw))
+    a, b = load_checkpoint(full), load_checkpoint(resumed)
+    assert a.extra_json == b.extra_json
+    for name in ("G", "D", "G_ema"):
+        for key, tensor in a.tensors[name].items():
+            assert torch.equal(tensor, b.tensors[name][key]), f"{name}.{key}"
+    with pytest.raises(ValueError, match="changed settings"):
+        train(config(tmp_path / "split", dataset, resume=True, total_kimg=0.02, lr_g=0.001, **kw))
+
+
+def test_mirror_flips_pixels_and_mirrors_the_spec():
+    specs = specs_to_tensor([PatchSpec(80.0, 10.5, 3.0, 8), PatchSpec.global_(8)])
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    flipped, mirrored = mirror(images, specs, torch.tensor([True, True]))
+    assert torch.equal(flipped, images.flip(-1))
+    xs, _ = spec_axes(specs, dtype=torch.float64)
+    xm, _ = spec_axes(mirrored, dtype=torch.float64)
+    # column i of the mirrored patch lies where column p-1-i of the original lies, reflected about x = 0.5
+    assert torch.allclose(xm, 1 - xs.flip(-1))
+    same, unchanged = mirror(images, specs, torch.tensor([False, False]))
+    assert torch.equal(same, images) and torch.equal(unchanged, specs)
+
+
+def test_config_checks_patch_size_and_lpips():
+    with pytest.raises(ValueError, match="preset 'tiny'"):
+        from_dict(TrainConfig, {"sampler": {"p": 64}})
+    with pytest.raises(ValueError, match="--lpips"):
+        from_dict(TrainConfig, {"lpips": "/nonexistent/alexnet.pth"})
+    assert from_dict(TrainConfig, {"preset": "small", "sampler": {"p": 64}}).gamma == pytest.approx(2 * (64 / 256) ** 2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_cpu_ranks_train_with_torchrun(tmp_path, dataset):
+    run_dir = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+        "-m", "anyres_model.train",
+        "--run-dir", str(run_dir), "--hr", str(dataset), "--batch-size", "2", "--workers", "0",
+        "--total-kimg", "0.008", "--snapshot-kimg", "0.008", "--image-kimg", "0", "--device", "cpu", "--threads", "1",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ckpt = load_checkpoint(checkpoints(run_dir)[-1])
+    assert ckpt.extra_json["nimg"] == 8 and ckpt.extra_json["step"] == 2  # 2 steps × 2 ranks × batch 2
+    assert result.stdout.count("last checkpoint:") == 1
