@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/anyres-data build --source demo --demo-count 48 --out out/demo-hr --workers 2
+	$(BIN)/anyres-data build --config pipelines/demo.yaml --resume
+	$(BIN)/anyres-data stats out/demo-hr --plot out/demo/stats.png
+	$(BIN)/anyres-train --config pipelines/demo-phase1.yaml --resume
+	$(BIN)/anyres-train --config pipelines/demo-phase2.yaml --resume
+	for size in 32 128 512; do \
+		$(BIN)/anyres-render runs/demo/phase2 --size $$size --tile 256 --out out/demo/render-$$size.png || exit 1; \
+	done
+	$(BIN)/anyres-render runs/demo/phase2 --zoom --zoom-levels 5 --out out/demo/zoom.png
+	@echo "demo done: dataset out/demo-hr, runs in runs/demo, images in out/demo/"
 
 test: $(STAMP)
 	$(BIN)/ruff check .

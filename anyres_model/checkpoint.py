@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
 
 FORMAT = "anyres-checkpoint-1"
+_RUN_CHECKPOINT = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,11 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint written by `save_checkpoint`. Raises ValueError if the file is not one."""
-    payload = torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Read a checkpoint written by `save_checkpoint` (or a run directory's newest).
+
+    Raises ValueError if the file is not one, FileNotFoundError if there is none.
+    """
+    payload = torch.load(resolve_checkpoint(path), map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an anyres checkpoint (expected format {FORMAT!r})")
     return Checkpoint(
@@ -108,3 +113,30 @@ def load_discriminator(
     discriminator = Discriminator(from_dict(DiscriminatorConfig, config))
     discriminator.load_state_dict(state)
     return discriminator.eval().to(map_location)
+
+
+def run_checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """Where a training run keeps its checkpoint after `step` steps: RUN/checkpoints/checkpoint-STEP.pt."""
+    return Path(run_dir) / "checkpoints" / f"checkpoint-{step:08d}.pt"
+
+
+def run_checkpoints(run_dir: str | Path) -> list[Path]:
+    """A training run's checkpoints, oldest first."""
+    found = [p for p in (Path(run_dir) / "checkpoints").glob("checkpoint-*.pt") if _RUN_CHECKPOINT.match(p.name)]
+    return sorted(found, key=lambda p: int(_RUN_CHECKPOINT.match(p.name).group(1)))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or the newest checkpoint of a run directory.
+
+    Raises FileNotFoundError when the path does not exist or the run has no checkpoint yet.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = run_checkpoints(path)
+        if not found:
+            raise FileNotFoundError(f"{path} holds no checkpoints/checkpoint-*.pt yet (has the run started?)")
+        return found[-1]
+    raise FileNotFoundError(f"no checkpoint file or run directory at {path}")

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from anyres_data.sampling import SamplerSettings
 from anyres_data.settings import setting, to_dict, typer_options
-from anyres_model.checkpoint import load_generator
+from anyres_model.checkpoint import load_generator, resolve_checkpoint
 from anyres_model.metrics import fakes, real_images
 from anyres_model.metrics.fid import FeatureAccumulator, FeatureStats, cache_key, fid, kid, load_stats, save_stats
 from anyres_model.metrics.inception import FEATURES, Inception, load_inception
@@ -419,12 +419,15 @@ def resolve_device(name: str) -> torch.device:
 
 def eval_command(
     settings: EvalSettings,
-    checkpoint: Path = typer.Argument(..., help="Generator checkpoint (state_dict + JSON config)."),
+    checkpoint: Path = typer.Argument(
+        ..., help="Generator checkpoint (state_dict + JSON config), or a training run directory (its newest)."
+    ),
     out: Path | None = typer.Option(None, "--out", help="JSON output path (default: CKPT.eval.json beside it)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Evaluate a generator checkpoint: prints a table and writes JSON next to the checkpoint."""
     device = resolve_device(settings.device)
+    checkpoint = resolve_checkpoint(checkpoint)
     G = load_generator(checkpoint).to(device)
     try:
         results = evaluate(G, settings, progress=not quiet)

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from anyres_data.settings import setting, to_dict, typer_options
 from anyres_data.spec import PatchSpec
-from anyres_model.checkpoint import load_generator
+from anyres_model.checkpoint import load_generator, resolve_checkpoint
 from anyres_model.networks.generator import Generator
 
 BORDER_SAMPLES = 2  # default tile border: margin_size * this many pixels (see docs/model.md for the error it leaves)
@@ -230,6 +230,7 @@ def latent(seed: int, z_dim: int, device: str | torch.device = "cpu") -> torch.T
 
 def run_render(settings: RenderSettings, checkpoint: Path) -> Path:
     """Render what `settings` asks for from `checkpoint`; returns the PNG's path."""
+    checkpoint = resolve_checkpoint(checkpoint)
     generator = load_generator(checkpoint, settings.which, map_location=settings.device)
     z = latent(settings.seed, generator.cfg.z_dim, settings.device)
     if settings.zoom:
@@ -251,7 +252,9 @@ def run_render(settings: RenderSettings, checkpoint: Path) -> Path:
 
 def _command(
     settings: RenderSettings,
-    checkpoint: Path = typer.Argument(..., exists=True, dir_okay=False, help="checkpoint file (anyres-train output)"),
+    checkpoint: Path = typer.Argument(
+        ..., exists=True, help="checkpoint file, or a training run directory (its newest checkpoint)"
+    ),
 ) -> None:
     """Render an image (or a zoom strip) of any size from a generator checkpoint."""
     out = run_render(settings, checkpoint)

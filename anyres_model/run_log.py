@@ -52,7 +52,7 @@ class StepTimer:
 
 
 class ScalarLog:
-    """Scalars to `log.csv` (one row per logging step, columns fixed by the first row) and TensorBoard."""
+    """Scalars to `log.csv` (one row per logging step; new names add columns) and TensorBoard."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / "log.csv"
@@ -64,12 +64,19 @@ class ScalarLog:
 
     def write(self, values: Mapping[str, float], *, kimg: float) -> None:
         row = {"kimg": round(kimg, 4), **{k: float(v) for k, v in values.items()}}
-        if self._columns is None:
-            self._columns = list(row)
+        new = [c for c in row if c not in (self._columns or [])]
+        if self._columns is None or new:  # first row, or new scalars (e.g. the first evaluation): widen the file
+            old_rows = []
+            if self._columns is not None:
+                with self.path.open(newline="") as f:
+                    old_rows = list(csv.DictReader(f))
+            self._columns = [*(self._columns or []), *new]
             with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(self._columns)
+                writer = csv.DictWriter(f, self._columns, restval="")
+                writer.writeheader()
+                writer.writerows(old_rows)
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([row.get(c, "") for c in self._columns])
+            csv.DictWriter(f, self._columns, restval="").writerow(row)
         step = round(kimg * 1000)
         for name, value in values.items():
             self.writer.add_scalar(name, value, global_step=step)

@@ -14,10 +14,10 @@ batch t, so a resumed run continues exactly.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,15 @@ from tqdm import tqdm
 from anyres_data.loader import PatchBatch, make_loader
 from anyres_data.settings import from_dict, to_dict, typer_options
 from anyres_model import distributed
-from anyres_model.checkpoint import load_checkpoint, network_config, save_checkpoint
+from anyres_model.checkpoint import (
+    load_checkpoint,
+    network_config,
+    run_checkpoint_path,
+    run_checkpoints,
+    save_checkpoint,
+)
 from anyres_model.ema import ema_beta, update_ema
+from anyres_model.evaluate import evaluate
 from anyres_model.losses import discriminator_loss, generator_loss, r1_penalty
 from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
@@ -43,10 +50,9 @@ from anyres_model.run_log import ScalarLog, StepTimer, save_image_grid
 from anyres_model.teacher import teacher_loss
 from anyres_model.train_config import TrainConfig
 
-CHECKPOINT_PATTERN = re.compile(r"checkpoint-(\d{8})\.pt$")
 GRID_LATENTS = 6
 # Settings that may differ between a run and its resumption (they do not change what is computed).
-RESUMABLE_CHANGES = {"resume", "total_kimg", "snapshot_kimg", "image_kimg", "log_every", "threads"}
+RESUMABLE_CHANGES = {"resume", "total_kimg", "snapshot_kimg", "image_kimg", "log_every", "threads", "eval_kimg", "eval"}
 
 
 @dataclass
@@ -106,12 +112,6 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def checkpoints(run_dir: Path) -> list[Path]:
-    """The run's checkpoints, oldest first."""
-    found = [p for p in (run_dir / "checkpoints").glob("checkpoint-*.pt") if CHECKPOINT_PATTERN.search(p.name)]
-    return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.search(p.name).group(1)))
-
-
 def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
     """Fresh networks of the preset; for phase 2, phase 1's G, D and G_ema, with a frozen copy of G_ema as teacher."""
     g_cfg, d_cfg = preset_configs(cfg.preset)
@@ -121,7 +121,9 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
     teacher = None
     if cfg.phase == "patch":
         if cfg.init is None:
-            raise ValueError("phase 'patch' starts from a phase-1 checkpoint: give --init RUN/checkpoints/....pt")
+            raise ValueError(
+                "phase 'patch' starts from a phase-1 checkpoint: give --init RUN_DIR (or a checkpoint file)"
+            )
         init = load_checkpoint(cfg.init, map_location=device)
         if init.config.get("G") != to_dict(g_cfg) or init.config.get("D") != to_dict(d_cfg):
             raise ValueError(f"--init {cfg.init} was trained with other network settings than preset {cfg.preset!r}")
@@ -275,10 +277,11 @@ def train(cfg: TrainConfig) -> Path:
     proc = distributed.init_process(cfg.device)
     if (cfg.amp or cfg.compile) and proc.device.type != "cuda":
         raise ValueError("--amp and --compile are for CUDA; this run is on the CPU")
+    previous_threads = torch.get_num_threads()
     if proc.device.type == "cpu":
         torch.set_num_threads(cfg.threads or cpu_threads(workers=cfg.data.workers))
     run_dir = cfg.run_dir
-    existing = checkpoints(run_dir)
+    existing = run_checkpoints(run_dir)
     if existing and not cfg.resume:
         raise ValueError(f"{run_dir} already holds checkpoints: add --resume to continue, or use another --run-dir")
     torch.manual_seed(cfg.data.seed)  # network initialisation; identical on every rank
@@ -314,9 +317,8 @@ def train(cfg: TrainConfig) -> Path:
     timer = StepTimer(proc.device)
     next_snapshot = _next_multiple(progress.nimg, cfg.snapshot_kimg)
     next_image = _next_multiple(progress.nimg, cfg.image_kimg) if cfg.image_kimg > 0 else math.inf
-    bar = tqdm(
-        total=round(cfg.total_kimg, 3), initial=round(progress.nimg / 1000, 3), unit="kimg", disable=not proc.is_main
-    )
+    next_eval = _next_multiple(progress.nimg, cfg.eval_kimg) if cfg.eval_kimg > 0 else math.inf
+    bar = tqdm(total=total_nimg, initial=progress.nimg, unit="img", unit_scale=True, disable=not proc.is_main)
     last_path = existing[-1] if existing and cfg.resume else None
     window_start, window_nimg = time.perf_counter(), 0
     data = iter(loader)
@@ -327,13 +329,12 @@ def train(cfg: TrainConfig) -> Path:
             stats = train_step(
                 cfg, nets, opts, batch, step=progress.step, proc=proc, lpips_model=lpips_model, timer=timer
             )
-            nimg_before = progress.nimg
             progress.step += 1
             progress.nimg += batch_total
             window_nimg += batch_total
             beta = ema_beta(batch=batch_total, nimg=progress.nimg, ema_kimg=ema_kimg, rampup=cfg.ema_rampup)
             update_ema(nets.G_ema, nets.G, beta)
-            bar.update(round((progress.nimg - nimg_before) / 1000, 3))
+            bar.update(batch_total)
 
             if progress.step % cfg.log_every == 0 or progress.nimg >= total_nimg:
                 values = {k: distributed.all_ranks_mean(v, proc.world_size).item() for k, v in stats.items()}
@@ -352,8 +353,13 @@ def train(cfg: TrainConfig) -> Path:
             if proc.is_main and progress.nimg >= next_image:
                 save_image_grid(nets.G_ema, grid_z, run_dir / "images" / f"grid-{progress.nimg // 1000:06d}kimg.png")
                 next_image = _next_multiple(progress.nimg, cfg.image_kimg)
+            if proc.is_main and progress.nimg >= next_eval:
+                record = run_eval(cfg, nets.G_ema, progress)
+                if log is not None:
+                    log.write({f"eval/{k}": v for k, v in record["metrics"].items()}, kimg=progress.nimg / 1000)
+                next_eval = _next_multiple(progress.nimg, cfg.eval_kimg)
             if progress.nimg >= next_snapshot or progress.nimg >= total_nimg:
-                last_path = run_dir / "checkpoints" / f"checkpoint-{progress.step:08d}.pt"
+                last_path = run_checkpoint_path(run_dir, progress.step)
                 distributed.check_in_sync(nets.G, proc.world_size)
                 if proc.is_main:
                     save_run(last_path, cfg, nets, opts, progress)
@@ -363,8 +369,23 @@ def train(cfg: TrainConfig) -> Path:
         if log is not None:
             log.close()
         distributed.shutdown()
+        torch.set_num_threads(previous_threads)
     assert last_path is not None
     return last_path
+
+
+def run_eval(cfg: TrainConfig, generator: Generator, progress: Progress) -> dict[str, Any]:
+    """Measure G_ema with `cfg.eval` (data: the HR set unless given); append the result to RUN/eval.jsonl."""
+    settings = cfg.eval if cfg.eval.data else dataclasses.replace(cfg.eval, data=cfg.data.hr)
+    results = evaluate(generator, settings, progress=False)
+    record = {
+        "kimg": progress.nimg / 1000,
+        "step": progress.step,
+        "metrics": {name: m["value"] for name, m in results["metrics"].items()},
+    }
+    with (cfg.run_dir / "eval.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
 
 
 def _next_multiple(nimg: int, kimg: float) -> float:

@@ -9,6 +9,7 @@ from typing import Literal
 from anyres_data.loader import LoaderSettings
 from anyres_data.sampling import SamplerSettings
 from anyres_data.settings import setting
+from anyres_model.evaluate import EvalSettings
 from anyres_model.networks.presets import preset as preset_configs
 
 Phase = Literal["global", "patch"]
@@ -28,7 +29,9 @@ class TrainConfig:
         "tiny", "Model size: tiny (p = 32, CPU), small (p = 64), paper (p = 256). --p must equal its patch size."
     )
     init: Path | None = setting(
-        None, "Phase-1 checkpoint phase 2 starts from (G, D, G_ema); its G_ema becomes the frozen teacher."
+        None,
+        "Phase-1 run directory (its newest checkpoint) or checkpoint file that phase 2 starts from "
+        "(G, D, G_ema); its G_ema becomes the frozen teacher.",
     )
     resume: bool = setting(
         False, "Continue from the newest checkpoint in run_dir: weights, optimisers, RNG and data position."
@@ -59,6 +62,14 @@ class TrainConfig:
     compile: bool = setting(False, "torch.compile G and D (CUDA only).")
     threads: int | None = setting(
         None, "torch CPU threads; None: the cores left after the loader workers (shared by local ranks)."
+    )
+    eval_kimg: float = setting(
+        0.0, "Evaluate G_ema every this many kimg, results in RUN/eval.jsonl and the log (0: never)."
+    )
+    eval: EvalSettings = setting(
+        EvalSettings(metrics=("swd", "pswd", "pswd_up"), n=2048, swd_n=2048),
+        "Metrics during training (anyres-eval's settings; data: the HR set when empty).",
+        cli_prefix="eval_",
     )
     data: LoaderSettings = setting(
         LoaderSettings(), "Training data: HR and LR shards, batch, workers, seed.", cli_prefix=""

@@ -17,15 +17,6 @@ from anyres_model.ops import REFERENCE_OPS
 TINY_G, TINY_D = preset("tiny")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors gain nothing from a second thread, and on a busy machine every op waits for it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_generator(cfg=TINY_G, seed=0, **kwargs):
     torch.manual_seed(seed)
     return Generator(cfg, **kwargs).eval()

@@ -31,15 +31,6 @@ RESAMPLINGS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors gain nothing from a second thread, and on a busy machine every op waits for it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def rand(*shape, seed=0, dtype=torch.float64):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 

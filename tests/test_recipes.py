@@ -168,3 +168,13 @@ def test_the_demo_yaml_is_what_make_demo_builds(tmp_path):
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert len(read_manifest(str(out))) == 3 and load_info(str(out)).data["settings"]["shard_size"] == 8
+
+
+@pytest.mark.parametrize("name", ["demo-phase1.yaml", "demo-phase2.yaml"])
+def test_demo_training_yamls_parse_into_train_configs(name):
+    from anyres_data.settings import resolve
+    from anyres_model.train_config import TrainConfig
+
+    cfg = resolve(TrainConfig, config=PIPELINES / name)
+    assert cfg.preset == "tiny" and cfg.sampler.p == 32 and cfg.data.hr == "out/demo-hr"
+    assert cfg.phase == ("global" if "phase1" in name else "patch")

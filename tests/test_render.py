@@ -21,15 +21,6 @@ from anyres_model.render import app, default_border, latent, render, render_crop
 TINY_G, TINY_D = preset("tiny")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors gain nothing from a second thread, and on a busy machine every op waits for it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def generator():
     torch.manual_seed(0)

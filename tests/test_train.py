@@ -16,8 +16,9 @@ import torch
 from anyres_data.settings import from_dict
 from anyres_data.spec import PatchSpec, spec_axes, specs_to_tensor
 from anyres_model.checkpoint import load_checkpoint, load_generator
+from anyres_model.checkpoint import run_checkpoints as checkpoints
 from anyres_model.render import render
-from anyres_model.train import checkpoints, mirror, train
+from anyres_model.train import mirror, train
 from anyres_model.train_config import TrainConfig
 from tests.support.tiny_data import build_demo
 
@@ -49,18 +50,23 @@ def config(run_dir: Path, hr: Path, **overrides) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def phase1(tmp_path_factory, dataset) -> Path:
-    return train(config(tmp_path_factory.mktemp("runs") / "phase1", dataset))
+    evaluation = {"metrics": ["swd", "pswd"], "swd_n": 8, "n": 8, "cache_dir": str(tmp_path_factory.mktemp("cache"))}
+    return train(config(tmp_path_factory.mktemp("runs") / "phase1", dataset, eval_kimg=0.008, eval=evaluation))
 
 
 def test_phase1_then_phase2_train_and_the_checkpoint_renders(tmp_path, dataset, phase1):
     run1 = phase1.parent.parent
     log1 = pd.read_csv(run1 / "log.csv")
-    assert len(log1) == 3 and log1["kimg"].iloc[-1] == pytest.approx(0.012)
+    steps = log1[log1["loss/G"].notna()]  # evaluations add rows of their own
+    assert len(steps) == 3 and steps["kimg"].iloc[-1] == pytest.approx(0.012)
     for column in ("loss/G", "loss/D", "loss/r1", "time/data", "time/G", "time/D"):
         assert log1[column].notna().any(), column
         assert torch.isfinite(torch.tensor(log1[column].dropna().to_numpy())).all(), column
     assert len(checkpoints(run1)) == 3
     assert (run1 / "images" / "grid-000000kimg.png").exists() or list((run1 / "images").glob("*.png"))
+    evals = [json.loads(line) for line in (run1 / "eval.jsonl").read_text().splitlines()]
+    assert [e["kimg"] for e in evals] == [0.008] and set(evals[0]["metrics"]) == {"swd", "pswd"}
+    assert log1["eval/swd"].notna().sum() == 1 and log1["eval/swd"].dropna().iloc[0] == evals[0]["metrics"]["swd"]
     saved = json.loads((run1 / "config.json").read_text())
     assert saved["phase"] == "global" and saved["data"]["hr"] == str(dataset)
 

@@ -27,35 +27,20 @@ def test_global_spec_warp_is_identity():
     assert torch.allclose(warped, patch, atol=1e-12)
 
 
+def pil_lanczos(full: np.ndarray, size: int, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """PIL's Lanczos resize of each float plane of (H, W, 3) to size×size (of `box`): (3, size, size)."""
+    planes = [Image.fromarray(full[..., c].astype(np.float32), mode="F") for c in range(3)]
+    return np.stack([np.asarray(p.resize((size, size), Image.Resampling.LANCZOS, box=box)) for p in planes])
+
+
 @pytest.mark.parametrize(("s", "x0", "y0"), [(128.0, 40.0, 56.0), (96.0, 10.25, 30.5), (256.0, 111.5, 3.0)])
 def test_warp_matches_independent_pil_lanczos_downsampling(s, x0, y0):
     n, p = 32, 64
-    side = int(s)
-    full = _smooth_image(side)
-    patch = full[int(y0) : int(y0) + p, int(x0) : int(x0) + p] if x0 == int(x0) and y0 == int(y0) else None
-    if patch is None:  # sub-pixel offsets: cut the patch with PIL from the full rendering at the same spec
-        planes = [
-            np.asarray(
-                Image.fromarray(full[..., c].astype(np.float32), mode="F").resize(
-                    (p, p), Image.Resampling.LANCZOS, box=(x0, y0, x0 + p, y0 + p)
-                )
-            )
-            for c in range(3)
-        ]
-        patch = np.stack(planes, -1)
+    full = _smooth_image(int(s))
+    patch = pil_lanczos(full, p, box=(x0, y0, x0 + p, y0 + p))  # the window of the s-rendering, (3, p, p)
     spec = PatchSpec(s, x0, y0, p)
-    t = torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))[None].double()
-    warped, mask = warp_to_global(t, [spec], n)
-    # independent reference: PIL's Lanczos downsampling of the whole s-rendering to n×n
-    ref = np.stack(
-        [
-            np.asarray(
-                Image.fromarray(full[..., c].astype(np.float32), mode="F").resize((n, n), Image.Resampling.LANCZOS)
-            )
-            for c in range(3)
-        ],
-        0,
-    )
+    warped, mask = warp_to_global(torch.from_numpy(patch)[None].double(), [spec], n)
+    ref = pil_lanczos(full, n)  # independent reference: the whole s-rendering downsampled to n×n
     m = mask[0, 0].numpy().astype(bool)
     # compare away from the window's edge, where the kernel is not truncated (3 frame pixels)
     interior = np.zeros_like(m)
@@ -79,16 +64,8 @@ def test_misplaced_patch_fails_the_comparison():
     shifted = full[56 : 56 + p, 44 : 44 + p]  # 4 source pixels off = 1 frame pixel
     t = torch.from_numpy(np.ascontiguousarray(shifted.transpose(2, 0, 1)))[None].double()
     warped, mask = warp_to_global(t, [spec], n)
-    ref = np.stack(
-        [
-            np.asarray(
-                Image.fromarray(full[..., c].astype(np.float32), mode="F").resize((n, n), Image.Resampling.LANCZOS)
-            )
-            for c in range(3)
-        ]
-    )
     m = mask[0, 0].numpy().astype(bool)
-    err = warped[0].numpy()[:, m] - ref[:, m]
+    err = warped[0].numpy()[:, m] - pil_lanczos(full, n)[:, m]
     assert 10 * np.log10(255**2 / np.mean(err**2)) < 30
 
 

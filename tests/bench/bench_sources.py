@@ -28,16 +28,8 @@ import pyvips
 from anyres_data.sources.demo import render_demo
 from anyres_data.sources.flickr import FlickrSettings, iter_flickr
 from anyres_data.sources.folder import FolderSettings, TarReader, iter_folder
+from tests.bench.common import timed
 from tests.support.flickr_server import TEST_KEY, VOCABULARY, FlickrServer
-
-
-def timed(fn, repeat: int = 1) -> float:
-    best = math.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def bench_tar(members: int, reads: int) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -28,17 +27,9 @@ from anyres_data.probe import read_header
 from anyres_data.resize import ResizeSettings, resize
 from anyres_data.sampling import SamplerSettings
 from anyres_data.stats import breakdown, discard, load_all, plot_discard, plot_sizes, summary, table1
+from tests.bench.common import timed
 from tests.support.manifests import synthetic_manifest, write_manifest_dataset
 from tests.support.photos import encode, structured_image
-
-
-def timed(fn, repeat: int = 1) -> float:
-    best = math.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def bench_stats(rows: int, tmp: Path) -> None:

@@ -21,9 +21,10 @@ from pathlib import Path
 import pandas as pd
 
 from anyres_data.settings import from_dict
-from anyres_model.train import checkpoints, train
+from anyres_model.checkpoint import run_checkpoints
+from anyres_model.train import train
 from anyres_model.train_config import TrainConfig
-from tests.bench.markdown import markdown_table
+from tests.bench.common import markdown_table
 from tests.support.tiny_data import build_demo
 
 CACHE = Path(os.environ.get("ANYRES_BENCH_CACHE", Path.home() / ".cache" / "anyres" / "bench_train"))
@@ -91,7 +92,7 @@ def main() -> None:
                 root=Path(tmp),
             )
             rows.append(row)
-            phase1 = checkpoints(last.parent.parent)[-1]
+            phase1 = run_checkpoints(last.parent.parent)[-1]
             row, _ = run(
                 preset,
                 "patch",

@@ -1,8 +1,20 @@
-"""Markdown tables for benchmark output (no extra dependency)."""
+"""What the benchmarks share: best-of-n timing and markdown tables (no extra dependency)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+
+def timed(fn: Callable[[], object], repeat: int = 1) -> float:
+    """The best wall time of `repeat` calls of fn, in seconds (the least disturbed by other load)."""
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def cell(value: object, digits: int = 3) -> str:

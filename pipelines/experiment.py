@@ -1,0 +1,346 @@
+"""Does any-resolution training work? A controlled experiment on 2 CPU cores (the paper's Table 4, scaled down).
+
+    python pipelines/experiment.py run                 # everything, resumable: rerun to continue
+    python pipelines/experiment.py run --seeds 0 --phase1-kimg 2 --phase2-kimg 1   # a quick look
+
+The domain is the demo source: procedural landscapes that are band-limited functions of the unit
+square, so the ground truth exists at every resolution — real images and real patches are
+rendered at exactly the scale being evaluated. With the tiny generator (p = 32):
+
+- LR set: `lr_count` images at p×p; HR set: `hr_count` images (3% as many) with sides in [2p, 8p].
+- Arm (a) "LR only": phase 1 (global, fixed scale) on the LR set for phase1 + phase2 kimg; at
+  higher resolutions it is evaluated by Lanczos-upsampling its p×p output.
+- Arm (b) "any-res": the same phase 1 for phase1 kimg, then phase 2 for phase2 kimg on HR patches
+  at random scales mixed with LR global samples, with the frozen phase-1 generator as teacher
+  (L1 teacher loss: LPIPS needs AlexNet weights that cannot be downloaded here).
+- Metrics: SWD at p (whole images) and patch-SWD at s = 2p, 4p, 8p (p×p windows of the s×s
+  image at random positions), against `eval_count` held-out ground-truth images per scale, per
+  seed; plus the noise floor (two disjoint real sets). Also (b) evaluated by upsampling its own
+  p×p output, which separates "detail the model adds" from "a better base image".
+
+Outputs in `out`: datasets, runs per seed and arm, `results.json`, `results.md` (the table),
+`pswd.png` (the plot) and `renders.png` (one latent at p, 4p, 8p for both arms).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+from PIL import Image
+
+from anyres_data.build import BuildSettings, build
+from anyres_data.settings import from_dict, setting, to_dict, typer_options
+from anyres_data.sources import SourceSettings
+from anyres_data.sources.demo import DemoSettings, iter_demo, render_demo
+from anyres_data.spec import PatchSpec, specs_to_tensor
+from anyres_model.checkpoint import load_generator, run_checkpoint_path
+from anyres_model.metrics.fakes import global_images, lanczos_windows, latents, patches, to_uint8
+from anyres_model.metrics.swd import DescriptorSet, swd
+from anyres_model.render import render
+from anyres_model.train import train
+from anyres_model.train_config import TrainConfig
+
+ARMS = ("lr_only", "anyres")
+SCALES = (2, 4, 8)
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """The experiment's knobs; lengths in kimg (thousands of real samples)."""
+
+    out: Path = setting(Path("runs/experiment"), "Folder for datasets, runs and results.")
+    seeds: tuple[int, ...] = setting((0, 1), "Training seeds (one run of each arm per seed).")
+    lr_count: int = setting(2000, "Images in the LR set, each p×p.")
+    hr_count: int = setting(60, "Images in the HR set, sides in [2p, 8p] (3% of the LR set).")
+    phase1_kimg: float = setting(20.0, "Phase 1 length shared by both arms.")
+    phase2_kimg: float = setting(10.0, "Extra length: phase 1 continued (a) or phase 2 (b).")
+    batch: int = setting(16, "Batch size.")
+    teacher_weight: float = setting(5.0, "λ of the teacher loss in phase 2.")
+    eval_count: int = setting(1000, "Ground-truth images (and patches) per evaluated scale.")
+    workers: int = setting(0, "Loader workers (0: in the training process, fastest on 2 cores for p = 32).")
+
+    def __post_init__(self) -> None:
+        step_images = 1000 * self.phase1_kimg / self.batch
+        if not math.isclose(step_images, round(step_images)):
+            raise ValueError("phase1_kimg × 1000 must be a multiple of the batch (phase 2 starts at that step)")
+
+
+P = 32  # the tiny preset's patch size
+
+
+def build_sets(cfg: ExperimentSettings) -> tuple[Path, Path]:
+    """The LR set (p×p) and the HR set (sides 2p–8p), built by `anyres-data build` from the demo source (resumable)."""
+    paths = []
+    for name, count, lo, hi, seed in (
+        ("lr", cfg.lr_count, P, P, 100),
+        ("hr", cfg.hr_count, 2 * P, 8 * P, 200),
+    ):
+        out = cfg.out / "data" / name
+        demo = DemoSettings(count=count, seed=seed, min_side=lo, max_side=hi)
+        settings = BuildSettings(
+            source="demo",
+            out=str(out),
+            sources=SourceSettings(demo=demo),
+            shard_size=250 if name == "lr" else 10,
+            workers=0,
+            progress=False,
+            resume=(out / "_work").exists(),
+        )
+        if not (out / "manifest.parquet").exists():
+            build(settings)
+        paths.append(out)
+    return paths[0], paths[1]
+
+
+def train_config(cfg: ExperimentSettings, run_dir: Path, *, seed: int, **overrides) -> TrainConfig:
+    base = {
+        "run_dir": str(run_dir),
+        "preset": "tiny",
+        "snapshot_kimg": cfg.phase2_kimg / 2,
+        "image_kimg": cfg.phase2_kimg,
+        "log_every": 25,
+        "device": "cpu",
+        "lpips": "none",
+        "teacher_weight": cfg.teacher_weight,
+        "data": {"batch_size": cfg.batch, "workers": cfg.workers, "seed": seed, "shuffle_buffer": 500},
+        "sampler": {"p": P},
+    }
+    for key, value in overrides.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) else value
+    return from_dict(TrainConfig, base)
+
+
+def train_arms(cfg: ExperimentSettings, lr: Path, hr: Path, seed: int) -> dict[str, Path]:
+    """Phase 1 → (b) phase 2 from its checkpoint at phase1_kimg → (a) phase 1 continued. Each step resumes."""
+    root = cfg.out / f"seed{seed}"
+    phase1 = root / "lr_only"
+    total = cfg.phase1_kimg + cfg.phase2_kimg
+    common = dict(seed=seed, resume=True)
+    train(train_config(cfg, phase1, phase="global", total_kimg=cfg.phase1_kimg, data={"hr": str(lr)}, **common))
+    start = run_checkpoint_path(phase1, round(1000 * cfg.phase1_kimg / cfg.batch))
+    anyres = train(
+        train_config(
+            cfg,
+            root / "anyres",
+            phase="patch",
+            init=str(start),
+            total_kimg=cfg.phase2_kimg,
+            data={"hr": str(hr), "lr": str(lr)},
+            **common,
+        )
+    )
+    lr_only = train(train_config(cfg, phase1, phase="global", total_kimg=total, data={"hr": str(lr)}, **common))
+    return {"lr_only": lr_only, "anyres": anyres}
+
+
+def eval_seeds(cfg: ExperimentSettings) -> list[int]:
+    """Per-image seeds of the held-out ground-truth landscapes (a demo set no training set uses)."""
+    demo = DemoSettings(count=cfg.eval_count, seed=999, min_side=P, max_side=P)
+    return [int(c.extra["demo_seed"]) for c in iter_demo(demo)]
+
+
+def eval_specs(cfg: ExperimentSettings, scale: int) -> torch.Tensor:
+    """One p×p window per held-out image of the (scale·p)² rendering, at integer offsets: (n, 4)."""
+    rng = np.random.default_rng([7, scale])
+    s = scale * P
+    offsets = rng.integers(0, s - P + 1, size=(cfg.eval_count, 2))
+    return specs_to_tensor([PatchSpec(float(s), float(x), float(y), P) for x, y in offsets])
+
+
+def real_images(cfg: ExperimentSettings, scale: int, specs: torch.Tensor | None, seeds: list[int]) -> torch.Tensor:
+    """Ground truth: each held-out landscape rendered at (scale·p)², cut to its window; uint8 (n, 3, p, p)."""
+    s = scale * P
+    out = []
+    for i, image_seed in enumerate(seeds):
+        pixels = render_demo(image_seed, s, s)
+        if specs is not None:
+            x0, y0 = int(specs[i, 1]), int(specs[i, 2])
+            pixels = pixels[y0 : y0 + P, x0 : x0 + P]
+        out.append(torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def descriptors(images: torch.Tensor, seed: int) -> DescriptorSet:
+    d = DescriptorSet(seed=seed)
+    for part in images.split(256):
+        d.add(part)
+    return d
+
+
+@torch.no_grad()
+def fake_images(G, cfg: ExperimentSettings, specs: torch.Tensor | None, *, mode: str, seed: int) -> torch.Tensor:
+    """uint8 (n, 3, p, p): G's global images (specs None), G rendering the specs, or Lanczos upsampling of G(z)."""
+    out = []
+    for start in range(0, cfg.eval_count, 100):
+        index = np.arange(start, min(start + 100, cfg.eval_count))
+        z = latents(seed, index, G.cfg.z_dim)
+        if specs is None:
+            out.append(global_images(G, z))
+        elif mode == "model":
+            out.append(patches(G, z, specs[index]))
+        else:
+            out.append(lanczos_windows(global_images(G, z), specs[index]))
+    return torch.cat(out)
+
+
+def cached(path: Path, key: dict, compute) -> dict:
+    """`compute()`'s result, stored at `path` with `key`; reused while the key (checkpoint, settings) is the same."""
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored["key"] == key:
+            return stored["values"]
+    values = compute()
+    path.write_text(json.dumps({"key": key, "values": values}, indent=2))
+    return values
+
+
+def evaluate_all(cfg: ExperimentSettings, runs: dict[int, dict[str, Path]]) -> dict:
+    """SWD at p and pSWD at 2p, 4p, 8p for every seed, arm and mode, plus the real-vs-real noise floor.
+
+    Each result is stored beside its run and reused when the experiment is run again.
+    """
+    scales = (1, *SCALES)
+    ground_truth: dict[int, tuple[torch.Tensor | None, torch.Tensor]] = {}
+
+    def reals(scale: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        if scale not in ground_truth:
+            specs = None if scale == 1 else eval_specs(cfg, scale)
+            ground_truth[scale] = (specs, real_images(cfg, scale, specs, eval_seeds(cfg)))
+        return ground_truth[scale]
+
+    def floor() -> dict[str, float]:
+        out = {}
+        for scale in scales:
+            images = reals(scale)[1]
+            half = len(images) // 2
+            out[str(scale)] = swd(descriptors(images[:half], 1), descriptors(images[half:], 1), seed=1).mean
+        return out
+
+    def scores(checkpoint: Path, mode: str, seed: int) -> dict[str, float]:
+        G = load_generator(checkpoint)
+        out = {}
+        for scale in scales:
+            specs, images = reals(scale)
+            fakes = fake_images(G, cfg, specs, mode=mode, seed=10_000 + seed)
+            out[str(scale)] = swd(descriptors(images, 2), descriptors(fakes, 2), seed=2).mean
+        return out
+
+    key = {"eval_count": cfg.eval_count, "p": P}
+    results: dict = {"settings": to_dict(cfg), "runs": {}}
+    results["floor"] = cached(cfg.out / "eval-floor.json", key, floor)
+    for seed, arms in runs.items():
+        for arm, checkpoint in arms.items():
+            for mode in ("model", "upsample"):
+                run_key = {**key, "checkpoint": checkpoint.name, "seed": seed}
+                path = checkpoint.parent.parent / f"eval-{mode}.json"
+                results["runs"][f"{arm}/{mode}/seed{seed}"] = cached(
+                    path, run_key, lambda c=checkpoint, m=mode, s=seed: scores(c, m, s)
+                )
+    return results
+
+
+def summarise(results: dict) -> list[dict]:
+    """Rows of the table: mean ± spread (half the range) over seeds, per arm and evaluation mode."""
+    rows = []
+    labels = {
+        "lr_only/upsample": "(a) LR only, Lanczos-upsampled",
+        "lr_only/model": "(a) LR only, rendered at s (never trained there)",
+        "anyres/model": "(b) any-res, rendered at s",
+        "anyres/upsample": "(b) any-res, its p×p output Lanczos-upsampled",
+    }
+    for key, label in labels.items():
+        runs = [v for k, v in results["runs"].items() if k.startswith(key + "/")]
+        if not runs:
+            continue
+        row = {"arm": label, "seeds": len(runs)}
+        for scale in ("1", "2", "4", "8"):
+            values = np.array([r[scale] for r in runs])
+            row[f"s={scale}p" if scale != "1" else "SWD @ p"] = (float(values.mean()), float(np.ptp(values) / 2))
+        rows.append(row)
+    floor = {"arm": "noise floor (real vs real)", "seeds": "–"}
+    for scale in ("1", "2", "4", "8"):
+        floor[f"s={scale}p" if scale != "1" else "SWD @ p"] = (results["floor"][scale], 0.0)
+    rows.append(floor)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{v[0]:.1f} ± {v[1]:.1f}" if isinstance(v, tuple) else str(v) for v in row.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    xs = [1, 2, 4, 8]
+    for row in rows:
+        values = list(row.values())[2:]
+        ax.errorbar(xs, [v[0] for v in values], yerr=[v[1] for v in values], marker="o", capsize=3, label=row["arm"])
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, ["p (SWD)", "2p", "4p", "8p"])
+    ax.set_xlabel("scale s of the evaluated patches")
+    ax.set_ylabel("SWD ×1e3 (lower is better)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+@torch.no_grad()
+def renders(runs: dict[int, dict[str, Path]], path: Path, *, latent_seed: int = 0) -> None:
+    """One latent at p, 4p, 8p: (a) upsampled with Lanczos, (b) rendered; both shown at 8p pixels."""
+    seed = min(runs)
+    rows = []
+    for arm in ARMS:
+        G = load_generator(runs[seed][arm])
+        z = latents(latent_seed, [0], G.cfg.z_dim)
+        panels = []
+        for scale in (1, 4, 8):
+            if arm == "lr_only" or scale == 1:
+                base = Image.fromarray(to_uint8(G(z))[0].permute(1, 2, 0).numpy())
+                image = base.resize((scale * P, scale * P), Image.Resampling.LANCZOS)
+            else:
+                image = Image.fromarray(to_uint8(render(G, z, scale * P))[0].permute(1, 2, 0).numpy())
+            panels.append(np.asarray(image.resize((8 * P, 8 * P), Image.Resampling.NEAREST)))
+        rows.append(np.concatenate(panels, axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+def run(cfg: ExperimentSettings) -> Path:
+    """Build the data, train every arm for every seed, evaluate, write the report. Resumable."""
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    lr, hr = build_sets(cfg)
+    runs = {seed: train_arms(cfg, lr, hr, seed) for seed in cfg.seeds}
+    results = evaluate_all(cfg, runs)
+    (cfg.out / "results.json").write_text(json.dumps(results, indent=2))
+    rows = summarise(results)
+    (cfg.out / "results.md").write_text(markdown(rows) + "\n")
+    plot(rows, cfg.out / "pswd.png")
+    renders(runs, cfg.out / "renders.png")
+    typer.echo(markdown(rows))
+    return cfg.out
+
+
+def _command(cfg: ExperimentSettings) -> None:
+    """Run (or continue) the experiment and print its table."""
+    out = run(cfg)
+    typer.echo(f"results in {out}")
+
+
+app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+app.command("run")(typer_options(ExperimentSettings, _command))
+app.command("settings")(lambda: typer.echo(json.dumps(to_dict(ExperimentSettings()), indent=2)))
+
+if __name__ == "__main__":
+    app()
