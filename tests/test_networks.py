@@ -36,8 +36,9 @@ def test_presets_sizes():
     assert count(Generator(g)) < 1_000_000
     assert preset("small")[0].patch_size in (64, 128)
     paper_g, paper_d = preset("paper")
-    assert (paper_g.patch_size, paper_g.channel_base, paper_g.channel_max) == (256, 32768, 512)
-    assert paper_d.patch_size == 256
+    # StyleGAN3-T's published 256² configuration (stylegan3-t-ffhqu-256x256: --cbase=16384 --cmax=512)
+    assert (paper_g.patch_size, paper_g.channel_base, paper_g.channel_max) == (256, 16384, 512)
+    assert (paper_d.patch_size, paper_d.channel_base) == (256, 16384)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("huge")
 
@@ -46,9 +47,11 @@ def test_schedule_matches_stylegan3_at_256():
     sched = layer_schedule(preset("paper")[0])
     rates = [layer.out_rate for layer in sched.layers]
     channels = [layer.out_channels for layer in sched.layers]
-    # StyleGAN3-T 256: layer sizes rate + 20 (36 ... 276), then 256, 256
+    # StyleGAN3-T 256: layer sizes rate + 20 (36 ... 276), then 256, 256; channels min(cbase / 2 / cutoff, 512)
     assert rates == [16, 16, 16, 32, 32, 64, 64, 128, 128, 128, 256, 256, 256, 256, 256]
-    assert channels == [512] * 9 + [362, 256, 181, 128, 128, 3]
+    assert channels == [512] * 7 + [362, 256, 181, 128, 91, 64, 64, 3]
+    wide = layer_schedule(GeneratorConfig(channel_base=32768))  # StyleGAN3's default, for 512² and up
+    assert [layer.out_channels for layer in wide.layers] == [512] * 9 + [362, 256, 181, 128, 128, 3]
     assert sched.input_rate == 16 and sched.margin == 10
     assert [layer.out_margin for layer in sched.layers][-3:] == [10, 0, 0]
     assert math.isclose(sched.layers[-2].out_cutoff, 128) and math.isclose(sched.layers[0].in_cutoff, 2)

@@ -9,7 +9,7 @@ from anyres_data.settings import setting
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """StyleGAN3-T synthesis with patch coordinates and scale conditioning; defaults are the paper's 256 model."""
+    """StyleGAN3-T synthesis with patch coordinates and scale conditioning (defaults: StyleGAN3-T; see presets)."""
 
     patch_size: int = setting(256, "P: pixels across the patches G is trained on; G(z) renders the global image at P×P")
     z_dim: int = setting(512, "latent z dimensions")

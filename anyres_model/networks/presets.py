@@ -2,7 +2,9 @@
 
 - tiny:  P = 32, 32 channels at most, < 1 M parameters in G: CPU tests.
 - small: P = 64, 256 channels at most: CPU/GPU experiments.
-- paper: P = 256, StyleGAN3-T's published channel counts (channel_base 32768, channel_max 512).
+- paper: P = 256, StyleGAN3-T's published channel counts at 256² (channel_base 16384, channel_max 512:
+  the configuration of NVIDIA's stylegan3-t-ffhqu-256x256 and of the reference implementation's
+  256² runs; the dataclass defaults, channel_base 32768, are StyleGAN3's for 512² and up).
 
 The layer schedule (14 layers, 2 critical, cutoffs, stopbands, margins, filters) is StyleGAN3's in
 all three; parameter counts are listed in docs/model.md.
@@ -26,7 +28,7 @@ def small() -> tuple[GeneratorConfig, DiscriminatorConfig]:
 
 
 def paper() -> tuple[GeneratorConfig, DiscriminatorConfig]:
-    return GeneratorConfig(), DiscriminatorConfig()
+    return GeneratorConfig(channel_base=16384), DiscriminatorConfig(channel_base=16384)
 
 
 PRESETS = {"tiny": tiny, "small": small, "paper": paper}
