@@ -117,6 +117,9 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
     g_cfg, d_cfg = preset_configs(cfg.preset)
     G = Generator(g_cfg).to(device)
     D = Discriminator(d_cfg).to(device)
+    if cfg.phase == "global":
+        for param in G.scale_branch_parameters():
+            param.requires_grad_(False)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     teacher = None
     if cfg.phase == "patch":
@@ -137,7 +140,8 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
 def make_optimizers(cfg: TrainConfig, nets: Networks) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for G; Adam for D with lr and betas adjusted for the lazy R1 steps (StyleGAN2's c = k/(k+1))."""
     b1, b2 = cfg.adam_betas
-    opt_g = torch.optim.Adam(nets.G.parameters(), lr=cfg.lr_g, betas=(b1, b2), eps=1e-8)
+    trainable = [param for param in nets.G.parameters() if param.requires_grad]
+    opt_g = torch.optim.Adam(trainable, lr=cfg.lr_g, betas=(b1, b2), eps=1e-8)
     c = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_interval > 0 else 1.0
     opt_d = torch.optim.Adam(nets.D.parameters(), lr=cfg.lr_d * c, betas=(b1**c, b2**c), eps=1e-8)
     return opt_g, opt_d

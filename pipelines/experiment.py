@@ -15,8 +15,9 @@ rendered at exactly the scale being evaluated. With the tiny generator (p = 32):
   (L1 teacher loss: LPIPS needs AlexNet weights that cannot be downloaded here).
 - Metrics: SWD at p (whole images) and patch-SWD at s = 2p, 4p, 8p (p×p windows of the s×s
   image at random positions), against `eval_count` held-out ground-truth images per scale, per
-  seed; plus the noise floor (two disjoint real sets). Also (b) evaluated by upsampling its own
-  p×p output, which separates "detail the model adds" from "a better base image".
+  seed; plus the noise floor: the same metric between two independent ground-truth sets of the
+  same size. (b) is also evaluated by upsampling its own p×p output, which separates "detail the
+  model adds" from "a better base image".
 
 Outputs in `out`: datasets, runs per seed and arm, `results.json`, `results.md` (the table),
 `pswd.png` (the plot) and `renders.png` (one latent at p, 4p, 8p for both arms).
@@ -139,9 +140,9 @@ def train_arms(cfg: ExperimentSettings, lr: Path, hr: Path, seed: int) -> dict[s
     return {"lr_only": lr_only, "anyres": anyres}
 
 
-def eval_seeds(cfg: ExperimentSettings) -> list[int]:
-    """Per-image seeds of the held-out ground-truth landscapes (a demo set no training set uses)."""
-    demo = DemoSettings(count=cfg.eval_count, seed=999, min_side=P, max_side=P)
+def eval_seeds(cfg: ExperimentSettings, set_seed: int = 999) -> list[int]:
+    """Per-image seeds of held-out ground-truth landscapes (demo sets no training set uses: 999; 998 for the floor)."""
+    demo = DemoSettings(count=cfg.eval_count, seed=set_seed, min_side=P, max_side=P)
     return [int(c.extra["demo_seed"]) for c in iter_demo(demo)]
 
 
@@ -217,9 +218,9 @@ def evaluate_all(cfg: ExperimentSettings, runs: dict[int, dict[str, Path]]) -> d
     def floor() -> dict[str, float]:
         out = {}
         for scale in scales:
-            images = reals(scale)[1]
-            half = len(images) // 2
-            out[str(scale)] = swd(descriptors(images[:half], 1), descriptors(images[half:], 1), seed=1).mean
+            specs, images = reals(scale)
+            others = real_images(cfg, scale, specs, eval_seeds(cfg, set_seed=998))  # as many other landscapes
+            out[str(scale)] = swd(descriptors(images, 2), descriptors(others, 2), seed=2).mean
         return out
 
     def scores(checkpoint: Path, mode: str, seed: int) -> dict[str, float]:
@@ -231,7 +232,7 @@ def evaluate_all(cfg: ExperimentSettings, runs: dict[int, dict[str, Path]]) -> d
             out[str(scale)] = swd(descriptors(images, 2), descriptors(fakes, 2), seed=2).mean
         return out
 
-    key = {"eval_count": cfg.eval_count, "p": P}
+    key = {"eval_count": cfg.eval_count, "p": P, "version": 2}
     results: dict = {"settings": to_dict(cfg), "runs": {}}
     results["floor"] = cached(cfg.out / "eval-floor.json", key, floor)
     for seed, arms in runs.items():

@@ -69,6 +69,11 @@ def test_phase1_then_phase2_train_and_the_checkpoint_renders(tmp_path, dataset, 
     assert log1["eval/swd"].notna().sum() == 1 and log1["eval/swd"].dropna().iloc[0] == evals[0]["metrics"]["swd"]
     saved = json.loads((run1 / "config.json").read_text())
     assert saved["phase"] == "global" and saved["data"]["hr"] == str(dataset)
+    # phase 1 sees only s = P: its scale projections must stay zero so other scales are not offset
+    phase1_ckpt = load_checkpoint(phase1)
+    for net in ("G", "G_ema"):
+        projections = {k: v for k, v in phase1_ckpt.tensors[net].items() if ".scale_proj." in k}
+        assert projections and all(not v.any() for v in projections.values()), net
 
     cfg2 = config(tmp_path / "phase2", dataset, phase="patch", init=str(phase1), lpips="random")
     last = train(cfg2)
@@ -79,6 +84,7 @@ def test_phase1_then_phase2_train_and_the_checkpoint_renders(tmp_path, dataset, 
     assert log2["loss/teacher_l1"].iloc[0] < 0.5
     ckpt = load_checkpoint(last)
     assert {"G", "D", "G_ema", "teacher", "opt_G", "opt_D", "rng_cpu"} <= set(ckpt.tensors)
+    assert any(v.any() for k, v in ckpt.tensors["G"].items() if ".scale_proj." in k and k.endswith("weight"))
     G = load_generator(last)
     image = render(G, torch.randn(1, G.cfg.z_dim), 48)
     assert image.shape == (1, 3, 48, 48) and torch.isfinite(image).all()

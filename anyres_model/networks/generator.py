@@ -51,6 +51,17 @@ class Generator(nn.Module):
         ws = self.mapping(z, truncation_psi=truncation_psi, update_emas=update_emas)
         return self.synthesis(ws, spec, update_emas=update_emas)
 
+    def scale_branch_parameters(self) -> list[nn.Parameter]:
+        """The scale embedding and its projections: frozen (at zero) while training at a fixed scale.
+
+        At s = P the embedding is not zero (cos 0 = 1), so phase 1 would otherwise learn projections
+        tuned to s = P alone, and any other scale would shift every style by an arbitrary offset.
+        """
+        syn = self.synthesis
+        if syn.scale_embed is None:
+            return []
+        return [*syn.scale_embed.parameters(), *syn.scale_proj.parameters()]
+
     def load_unconditioned(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load weights saved without the scale branch (a phase-1 G) into this scale-conditioned G.
 
