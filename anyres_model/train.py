@@ -1,7 +1,7 @@
 """`anyres-train`: two-phase any-resolution GAN training from streamed shards (paper §3.2).
 
 Phase 1 ("global") is standard fixed-resolution training: every real sample is a whole image
-resized to p×p and G renders the global spec. Phase 2 ("patch") starts from phase 1's G and D,
+resized to p×p and G renders the global spec. Phase 2 ("patch") starts from phase 1's G_ema (as G) and D,
 keeps phase 1's G_ema frozen as the teacher, and trains on HR patches at random scales mixed
 with global samples; fakes are rendered at exactly the real batch's specs.
 
@@ -113,7 +113,7 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
 
 
 def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
-    """Fresh networks of the preset; for phase 2, phase 1's G, D and G_ema, with a frozen copy of G_ema as teacher."""
+    """Fresh networks of the preset; for phase 2, G and G_ema from phase 1's G_ema, its D, and a frozen teacher copy."""
     g_cfg, d_cfg = preset_configs(cfg.preset)
     G = Generator(g_cfg).to(device)
     D = Discriminator(d_cfg).to(device)
@@ -130,7 +130,9 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
         init = load_checkpoint(cfg.init, map_location=device)
         if init.config.get("G") != to_dict(g_cfg) or init.config.get("D") != to_dict(d_cfg):
             raise ValueError(f"--init {cfg.init} was trained with other network settings than preset {cfg.preset!r}")
-        G.load_state_dict(init.tensors["G"])
+        # The paper initialises G with G_fixed, the teacher: phase 1's G_ema. (Phase 1's raw G is a
+        # noisy iterate around it; starting from it puts the teacher loss far from zero even at s = P.)
+        G.load_state_dict(init.tensors["G_ema"])
         D.load_state_dict(init.tensors["D"])
         G_ema.load_state_dict(init.tensors["G_ema"])
         teacher = copy.deepcopy(G_ema)

@@ -19,12 +19,19 @@ rendered at exactly the scale being evaluated. With the tiny generator (p = 32):
   same size. (b) is also evaluated by upsampling its own p×p output, which separates "detail the
   model adds" from "a better base image".
 
-Outputs in `out`: datasets, runs per seed and arm, `results.json`, `results.md` (the table),
-`pswd.png` (the plot) and `renders.png` (one latent at p, 4p, 8p for both arms).
+- Consistency: how far (b)'s image rendered at s×s and Lanczos-reduced to p×p lies from its own
+  p×p image (what the teacher loss asks for), against the ground truth's own gap.
+- Trend: pSWD at 4p and 8p and consistency at TREND_POINTS + 1 lengths along phase 2 (and along
+  (a)'s continuation), from the runs' snapshots.
+
+Outputs in `out`: datasets, runs per seed and arm, `results.json`, `results.md` (the tables),
+`pswd.png` (the plot), `trend.png` (along phase 2) and `renders.png` (one latent at p, 4p, 8p for
+both arms). Every evaluation is cached beside its run and reused when the command is run again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -41,7 +48,7 @@ from anyres_data.sources import SourceSettings
 from anyres_data.sources.demo import DemoSettings, iter_demo, render_demo
 from anyres_data.spec import PatchSpec, specs_to_tensor
 from anyres_model.checkpoint import load_generator, run_checkpoint_path
-from anyres_model.metrics.fakes import global_images, lanczos_windows, latents, patches, to_uint8
+from anyres_model.metrics.fakes import global_images, lanczos_windows, latents, patches, to_uint8, whole_images
 from anyres_model.metrics.swd import DescriptorSet, swd
 from anyres_model.render import render
 from anyres_model.train import train
@@ -60,7 +67,7 @@ class ExperimentSettings:
     lr_count: int = setting(2000, "Images in the LR set, each p×p.")
     hr_count: int = setting(60, "Images in the HR set, sides in [2p, 8p] (3% of the LR set).")
     phase1_kimg: float = setting(20.0, "Phase 1 length shared by both arms.")
-    phase2_kimg: float = setting(10.0, "Extra length: phase 1 continued (a) or phase 2 (b).")
+    phase2_kimg: float = setting(20.0, "Extra length: phase 1 continued (a) or phase 2 (b).")
     batch: int = setting(16, "Batch size.")
     teacher_weight: float = setting(5.0, "λ of the teacher loss in phase 2.")
     eval_count: int = setting(1000, "Ground-truth images (and patches) per evaluated scale.")
@@ -70,9 +77,15 @@ class ExperimentSettings:
         step_images = 1000 * self.phase1_kimg / self.batch
         if not math.isclose(step_images, round(step_images)):
             raise ValueError("phase1_kimg × 1000 must be a multiple of the batch (phase 2 starts at that step)")
+        every = self.phase2_kimg / TREND_POINTS  # the snapshot interval: phase 2 starts from a snapshot
+        if not math.isclose(self.phase1_kimg / every, round(self.phase1_kimg / every)):
+            raise ValueError(f"phase1_kimg must be a multiple of phase2_kimg / {TREND_POINTS} (phase 2 starts there)")
 
 
 P = 32  # the tiny preset's patch size
+CONSISTENCY_COUNT = 200  # latents (and ground-truth images) of the consistency measure
+TREND_POINTS = 4  # phase-2 checkpoints evaluated for the trend (the last is the final one)
+TREND_COUNT = 300  # ground-truth patches per scale at each trend point
 
 
 def build_sets(cfg: ExperimentSettings) -> tuple[Path, Path]:
@@ -103,7 +116,7 @@ def train_config(cfg: ExperimentSettings, run_dir: Path, *, seed: int, **overrid
     base = {
         "run_dir": str(run_dir),
         "preset": "tiny",
-        "snapshot_kimg": cfg.phase2_kimg / 2,
+        "snapshot_kimg": cfg.phase2_kimg / TREND_POINTS,  # phase 2 checkpoints for the trend
         "image_kimg": cfg.phase2_kimg,
         "log_every": 25,
         "device": "cpu",
@@ -138,6 +151,21 @@ def train_arms(cfg: ExperimentSettings, lr: Path, hr: Path, seed: int) -> dict[s
     )
     lr_only = train(train_config(cfg, phase1, phase="global", total_kimg=total, data={"hr": str(lr)}, **common))
     return {"lr_only": lr_only, "anyres": anyres}
+
+
+def trend_checkpoints(cfg: ExperimentSettings, seed: int) -> dict[str, list[tuple[float, Path]]]:
+    """Per arm, (kimg after phase 1, checkpoint) at TREND_POINTS + 1 evenly spaced lengths; 0 is phase 1's end."""
+    root = cfg.out / f"seed{seed}"
+
+    def step(kimg: float) -> int:  # a snapshot is written at the first step that reaches its kimg
+        return math.ceil(round(1000 * kimg) / cfg.batch)
+
+    lengths = [cfg.phase2_kimg * i / TREND_POINTS for i in range(TREND_POINTS + 1)]
+    start = run_checkpoint_path(root / "lr_only", step(cfg.phase1_kimg))
+    return {
+        "lr_only": [(k, run_checkpoint_path(root / "lr_only", step(cfg.phase1_kimg + k))) for k in lengths],
+        "anyres": [(k, run_checkpoint_path(root / "anyres", step(k)) if k else start) for k in lengths],
+    }
 
 
 def eval_seeds(cfg: ExperimentSettings, set_seed: int = 999) -> list[int]:
@@ -190,6 +218,30 @@ def fake_images(G, cfg: ExperimentSettings, specs: torch.Tensor | None, *, mode:
     return torch.cat(out)
 
 
+def reduction_gap(big: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Per image, mean |Lanczos reduction of `big` to the size of `base` − base|, in [-1, 1] units.
+
+    big: uint8 (B, 3, S, S); base: uint8 (B, 3, p, p). Returns (B,) float.
+    """
+    size = base.shape[-1]
+    pixels = big.permute(0, 2, 3, 1).numpy()
+    small = np.stack([np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.LANCZOS)) for a in pixels])
+    reduced = torch.from_numpy(small).permute(0, 3, 1, 2).to(torch.float32)
+    return (reduced - base.to(torch.float32)).abs().flatten(1).mean(1) / 127.5
+
+
+@torch.no_grad()
+def consistency(G, *, seed: int, count: int = CONSISTENCY_COUNT) -> dict[str, float]:
+    """How far G's image rendered at s×s, reduced to p×p, lies from its own p×p image (mean over `count` latents).
+
+    The teacher loss asks for exactly this (window by window); 0 is a model that zooms in without
+    changing its picture, and two different latents of a phase-1 model differ by about 0.4.
+    """
+    z = latents(seed, np.arange(count), G.cfg.z_dim)
+    base = global_images(G, z)
+    return {str(scale): float(reduction_gap(whole_images(G, z, scale * P), base).mean()) for scale in SCALES}
+
+
 def cached(path: Path, key: dict, compute) -> dict:
     """`compute()`'s result, stored at `path` with `key`; reused while the key (checkpoint, settings) is the same."""
     if path.exists():
@@ -232,17 +284,56 @@ def evaluate_all(cfg: ExperimentSettings, runs: dict[int, dict[str, Path]]) -> d
             out[str(scale)] = swd(descriptors(images, 2), descriptors(fakes, 2), seed=2).mean
         return out
 
+    consistency_count = min(CONSISTENCY_COUNT, cfg.eval_count)
+
+    def truth_consistency() -> dict[str, float]:
+        seeds = eval_seeds(cfg)[:consistency_count]
+        base = real_images(cfg, 1, None, seeds)
+        return {str(k): float(reduction_gap(real_images(cfg, k, None, seeds), base).mean()) for k in SCALES}
+
     key = {"eval_count": cfg.eval_count, "p": P, "version": 2}
-    results: dict = {"settings": to_dict(cfg), "runs": {}}
+    results: dict = {"settings": to_dict(cfg), "runs": {}, "consistency": {}}
     results["floor"] = cached(cfg.out / "eval-floor.json", key, floor)
+    results["consistency"]["ground truth"] = cached(cfg.out / "eval-consistency-floor.json", key, truth_consistency)
     for seed, arms in runs.items():
         for arm, checkpoint in arms.items():
+            run_key = {**key, "checkpoint": checkpoint.name, "seed": seed}
             for mode in ("model", "upsample"):
-                run_key = {**key, "checkpoint": checkpoint.name, "seed": seed}
                 path = checkpoint.parent.parent / f"eval-{mode}.json"
                 results["runs"][f"{arm}/{mode}/seed{seed}"] = cached(
                     path, run_key, lambda c=checkpoint, m=mode, s=seed: scores(c, m, s)
                 )
+            path = checkpoint.parent.parent / "eval-consistency.json"
+            measure = lambda c=checkpoint, s=seed: consistency(  # noqa: E731
+                load_generator(c), seed=10_000 + s, count=consistency_count
+            )
+            results["consistency"][f"{arm}/seed{seed}"] = cached(path, run_key, measure)
+
+    def trend_point(checkpoint: Path, arm: str, seed: int) -> dict:
+        G = load_generator(checkpoint)
+        mode = "model" if arm == "anyres" else "upsample"
+        n = min(TREND_COUNT, cfg.eval_count)
+        small = dataclasses.replace(cfg, eval_count=n)
+        out: dict = {}
+        for scale in (4, 8):
+            specs, images = reals(scale)
+            fakes = fake_images(G, small, specs[:n], mode=mode, seed=10_000 + seed)
+            out[str(scale)] = swd(descriptors(images[:n], 2), descriptors(fakes, 2), seed=2).mean
+        if arm == "anyres":
+            out["consistency"] = consistency(G, seed=10_000 + seed, count=min(TREND_COUNT // 3, consistency_count))
+        return out
+
+    results["trend"] = {}
+    for seed in runs:
+        for arm, points in trend_checkpoints(cfg, seed).items():
+            rows = []
+            for kimg, checkpoint in points:
+                path = cfg.out / f"seed{seed}" / "trend" / f"{arm}-{checkpoint.stem}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                run_key = {**key, "checkpoint": checkpoint.name, "seed": seed, "trend_count": TREND_COUNT}
+                values = cached(path, run_key, lambda c=checkpoint, a=arm, s=seed: trend_point(c, a, s))
+                rows.append({"kimg": kimg, **values})
+            results["trend"][f"{arm}/seed{seed}"] = rows
     return results
 
 
@@ -271,13 +362,68 @@ def summarise(results: dict) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
+def summarise_consistency(results: dict) -> list[dict]:
+    """Rows of the consistency table: mean ± spread over seeds of the gap at 2p, 4p, 8p, per arm."""
+    rows = []
+    labels = {"lr_only": "(a) LR only, rendered at s", "anyres": "(b) any-res, rendered at s"}
+    for key, label in labels.items():
+        runs = [v for k, v in results["consistency"].items() if k.startswith(key + "/")]
+        if runs:
+            row = {"arm": label, "seeds": len(runs)}
+            for scale in SCALES:
+                values = np.array([r[str(scale)] for r in runs])
+                row[f"s={scale}p"] = (float(values.mean()), float(np.ptp(values) / 2))
+            rows.append(row)
+    truth = results["consistency"]["ground truth"]
+    rows.append({"arm": "ground truth", "seeds": "–", **{f"s={k}p": (truth[str(k)], 0.0) for k in SCALES}})
+    return rows
+
+
+def markdown(rows: list[dict], *, digits: int = 1) -> str:
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{v[0]:.1f} ± {v[1]:.1f}" if isinstance(v, tuple) else str(v) for v in row.values()]
+        cells = [f"{v[0]:.{digits}f} ± {v[1]:.{digits}f}" if isinstance(v, tuple) else str(v) for v in row.values()]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def summarise_trend(results: dict) -> list[dict]:
+    """Rows of the trend table (mean over seeds): pSWD at 4p and 8p, and (b)'s consistency, by kimg after phase 1."""
+    by_arm = {arm: [v for k, v in results["trend"].items() if k.startswith(arm + "/")] for arm in ARMS}
+    rows = []
+    for i, point in enumerate(by_arm["anyres"][0]):
+
+        def mean(arm: str, field: str, scale: str | None = None, i=i) -> float:
+            values = [run[i][field] if scale is None else run[i][field][scale] for run in by_arm[arm]]
+            return float(np.mean(values))
+
+        rows.append(
+            {
+                "kimg after phase 1": f"{point['kimg']:g}",
+                "(a) upsampled, 4p": f"{mean('lr_only', '4'):.1f}",
+                "(a) upsampled, 8p": f"{mean('lr_only', '8'):.1f}",
+                "(b) rendered, 4p": f"{mean('anyres', '4'):.1f}",
+                "(b) rendered, 8p": f"{mean('anyres', '8'):.1f}",
+                **{f"(b) consistency, {k}p": f"{mean('anyres', 'consistency', str(k)):.3f}" for k in SCALES},
+            }
+        )
+    return rows
+
+
+def report(results: dict) -> str:
+    """The markdown of results.md: the SWD table, the consistency table, and the trend over phase 2."""
+    seeds = len(results["trend"]) // len(ARMS)
+    return (
+        markdown(summarise(results))
+        + "\n\nConsistency: mean |render at s, Lanczos-reduced to p×p − the p×p image| in [-1, 1] "
+        + "(the teacher loss's measure; two different latents ≈ 0.4):\n\n"
+        + markdown(summarise_consistency(results), digits=3)
+        + f"\n\nAlong phase 2 (mean of {seeds} seed(s); pSWD on {TREND_COUNT} patches per scale, "
+        + f"consistency on {TREND_COUNT // 3} latents; 0 kimg is the shared phase-1 model):\n\n"
+        + markdown(summarise_trend(results))
+        + "\n"
+    )
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -294,6 +440,44 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("scale s of the evaluated patches")
     ax.set_ylabel("SWD ×1e3 (lower is better)")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_trend(results: dict, path: Path) -> None:
+    """pSWD at 4p and 8p and (b)'s consistency along phase 2 (every seed drawn)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    styles = {"4": "o-", "8": "s-"}
+    for name, rows in sorted(results["trend"].items()):
+        arm, seed = name.split("/")
+        xs = [r["kimg"] for r in rows]
+        label = "(b) rendered" if arm == "anyres" else "(a) upsampled"
+        for scale, style in styles.items():
+            left.plot(
+                xs,
+                [r[scale] for r in rows],
+                style,
+                alpha=0.8,
+                label=f"{label}, {scale}p, {seed}",
+                color="C1" if arm == "anyres" else "C0",
+                markersize=4,
+                linestyle="-" if scale == "4" else "--",
+            )
+        if arm == "anyres":
+            for j, k in enumerate(SCALES):
+                right.plot(xs, [r["consistency"][str(k)] for r in rows], "o-", color=f"C{j + 2}", label=f"{k}p, {seed}")
+    truth = results["consistency"]["ground truth"]
+    right.axhline(float(np.mean(list(truth.values()))), color="k", linestyle=":", label="ground truth")
+    left.set_xlabel("kimg after phase 1 ((a): phase 1 continued; (b): phase 2)")
+    left.set_ylabel("pSWD ×1e3 (lower is better)")
+    left.legend(fontsize=6)
+    right.set_xlabel("kimg of phase 2")
+    right.set_ylabel("consistency (lower is better; other latents ≈ 0.4)")
+    right.set_ylim(bottom=0)
+    right.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -325,11 +509,11 @@ def run(cfg: ExperimentSettings) -> Path:
     runs = {seed: train_arms(cfg, lr, hr, seed) for seed in cfg.seeds}
     results = evaluate_all(cfg, runs)
     (cfg.out / "results.json").write_text(json.dumps(results, indent=2))
-    rows = summarise(results)
-    (cfg.out / "results.md").write_text(markdown(rows) + "\n")
-    plot(rows, cfg.out / "pswd.png")
+    (cfg.out / "results.md").write_text(report(results))
+    plot(summarise(results), cfg.out / "pswd.png")
+    plot_trend(results, cfg.out / "trend.png")
     renders(runs, cfg.out / "renders.png")
-    typer.echo(markdown(rows))
+    typer.echo(report(results))
     return cfg.out
 
 

@@ -40,8 +40,11 @@ def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
     assert set(results["runs"]) == {f"{arm}/{mode}/seed0" for arm in exp.ARMS for mode in ("model", "upsample")}
     for row in results["runs"].values():
         assert set(row) == {"1", "2", "4", "8"} and all(v >= 0 for v in row.values())
+    assert set(results["consistency"]) == {"ground truth", "lr_only/seed0", "anyres/seed0"}
+    for row in results["consistency"].values():
+        assert set(row) == {"2", "4", "8"} and all(0 <= v < 2 for v in row.values())
     table = (out / "results.md").read_text()
-    assert "(b) any-res, rendered at s" in table and "noise floor" in table
+    assert "(b) any-res, rendered at s" in table and "noise floor" in table and "Consistency" in table
     assert (out / "pswd.png").stat().st_size > 0 and (out / "renders.png").stat().st_size > 0
     # the lengths are what was asked: phase 1 continued to phase1 + phase2 kimg for (a), phase 2 for (b)
     logs = {arm: (out / "seed0" / arm / "log.csv").read_text().splitlines() for arm in exp.ARMS}
@@ -49,3 +52,22 @@ def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
     # rerunning finds everything done and gives the same numbers
     exp.run(cfg)
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
+
+
+def test_reduction_gap_is_small_for_a_true_zoom_and_large_for_another_image():
+    """The consistency column's measure: ground truth rendered at 8p and reduced is (nearly) its own p×p image."""
+    import torch
+
+    from anyres_data.sources.demo import render_demo
+
+    exp = load_experiment()
+
+    def image(seed: int, size: int) -> torch.Tensor:
+        return torch.from_numpy(render_demo(seed, size, size).copy()).permute(2, 0, 1)[None]
+
+    p = exp.P
+    zoomed = torch.cat([image(5, 8 * p), image(6, 8 * p)])
+    same = exp.reduction_gap(zoomed, torch.cat([image(5, p), image(6, p)]))
+    other = exp.reduction_gap(zoomed, torch.cat([image(6, p), image(5, p)]))
+    assert same.shape == (2,) and float(same.max()) < 0.06  # the demo's renders agree to ≈ 30 dB across sizes
+    assert float(other.min()) > 0.1

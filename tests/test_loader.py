@@ -139,6 +139,43 @@ def test_lr_global_samples_mixed_with_hr_patches(hr_dir, lr_dir):
         assert all(key.startswith("lr_") for key in batch.keys)
 
 
+def test_training_patches_show_the_ground_truth_at_their_specs(tmp_path):
+    """End to end (shards → loader → sampler → batch): each patch is the scene at its spec.
+
+    Demo landscapes exist at every resolution, so the truth of a spec is a large render cut with
+    that spec's box; a spec shifted by 1.5 output pixels must not match.
+    """
+    from PIL import Image
+
+    from anyres_data.sources.demo import demo_bytes, render_demo
+    from anyres_data.spec import tensor_to_specs
+
+    sides = {3: 96, 4: 160, 5: 256}
+    samples = [{"__key__": f"d{seed}", "png": demo_bytes(f"demo://{seed}/{n}x{n}.png")} for seed, n in sides.items()]
+    write_shard(tmp_path / "shards" / "demo-000000.tar", samples)
+    settings = LoaderSettings(hr=str(tmp_path), batch_size=3, workers=0, seed=1, shuffle_buffer=0)
+    checked = 0
+    for batch in itertools.islice(make_loader(settings, SamplerSettings(p=P, global_prob=0.3)), 4):
+        for image, spec, key in zip(batch.images, tensor_to_specs(batch.specs), batch.keys, strict=True):
+            big = 4 * sides[int(key[1:])]
+            truth = Image.fromarray(render_demo(int(key[1:]), big, big))
+
+            def window(sp: PatchSpec) -> np.ndarray:
+                return np.asarray(truth.resize((P, P), Image.Resampling.LANCZOS, box=sp.box(big)), dtype=np.float64)
+
+            def psnr(a: np.ndarray, b: np.ndarray) -> float:
+                return 10 * np.log10(255**2 / np.mean((a - b)[4:-4, 4:-4] ** 2))
+
+            got = image.permute(1, 2, 0).numpy().astype(np.float64)
+            assert psnr(got, window(spec)) > 30, (key, spec)
+            if spec.s >= spec.p + 1.5:  # a patch (a global sample fills the image: no room to shift)
+                dx = 1.5 if spec.x0 + 1.5 <= spec.s - spec.p else -1.5
+                shifted = PatchSpec(spec.s, spec.x0 + dx, spec.y0, spec.p)
+                assert psnr(got, window(shifted)) < psnr(got, window(spec)) - 6, (key, spec)
+            checked += 1
+    assert checked == 12
+
+
 def test_reads_img2dataset_shards_and_ignores_their_json(tmp_path):
     samples = []
     for i in range(3):

@@ -191,12 +191,30 @@ def test_patch_is_independent_of_the_rest_of_its_batch():
 
 def test_scale_embedding_differs_between_scales_at_initialisation():
     G = make_generator()
-    log_scales = torch.log(torch.tensor([1.0, 8.0, 2.0]))
+    log_scales = torch.log(torch.tensor([8.0, 2.0, 4.0, 1.0]))
     with torch.no_grad():
         emb = G.synthesis.scale_embed(log_scales)
     rel = (emb[0] - emb[1]).norm() / emb[0].norm()
-    assert rel > 0.1, f"s/P = 1 and 8 embed almost the same ({rel:.2e})"
+    assert rel > 0.1, f"s/P = 8 and 2 embed almost the same ({rel:.2e})"
     assert (emb[0] - emb[2]).norm() / emb[0].norm() > 0.05  # a factor of two is visible too
+    assert emb[1].norm() > 0.1 * emb[0].norm()  # and s = 2P is far from s = P, whose embedding is zero
+    assert not emb[3].any()
+
+
+def test_the_scale_branch_cannot_change_the_global_image():
+    """At s = P the branch adds exactly zero whatever its weights, so training it never moves the base image."""
+    G = make_generator(seed=4)
+    z = latents(2)
+    with torch.no_grad():
+        before = G(z)
+        before_patch = G(z, PatchSpec(96.0, 20.0, 30.0, 32))
+        for proj in G.synthesis.scale_proj:
+            proj.weight.normal_()
+        for param in G.synthesis.scale_embed.parameters():
+            param.add_(torch.randn_like(param) * param.abs().mean())
+        assert torch.equal(G(z), before)
+        assert torch.equal(G(z, PatchSpec(32.0, 0.0, 0.0, 32)), before)  # the global spec written out
+        assert (G(z, PatchSpec(96.0, 20.0, 30.0, 32)) - before_patch).abs().max() > 1e-3
 
 
 def test_zero_initialised_scale_branch_leaves_output_unchanged_bitwise():
@@ -217,12 +235,12 @@ def test_scale_branch_reaches_the_styles_once_its_projections_are_nonzero():
     with torch.no_grad():
         for proj in G.synthesis.scale_proj:
             proj.weight.normal_()
-        emb = G.synthesis.scale_embed(torch.log(torch.tensor([1.0, 8.0])))
+        emb = G.synthesis.scale_embed(torch.log(torch.tensor([2.0, 8.0])))
         offsets = [proj(emb) for proj in G.synthesis.scale_proj]  # added to each layer's styles
         for off in offsets:
             assert (off[0] - off[1]).norm() > 0.1 * off[0].norm()
         z = latents(2)
-        for spec in (PatchSpec(32.0, 0, 0, 32), PatchSpec(256.0, 100.0, 100.0, 32)):
+        for spec in (PatchSpec(64.0, 0, 0, 32), PatchSpec(256.0, 100.0, 100.0, 32)):
             assert (G(z, spec) - plain(z, spec)).abs().max() > 1e-3
 
 

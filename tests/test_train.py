@@ -18,7 +18,7 @@ from anyres_data.spec import PatchSpec, spec_axes, specs_to_tensor
 from anyres_model.checkpoint import load_checkpoint, load_generator
 from anyres_model.checkpoint import run_checkpoints as checkpoints
 from anyres_model.render import render
-from anyres_model.train import mirror, train
+from anyres_model.train import build_networks, mirror, train
 from anyres_model.train_config import TrainConfig
 from tests.support.tiny_data import build_demo
 
@@ -80,7 +80,7 @@ def test_phase1_then_phase2_train_and_the_checkpoint_renders(tmp_path, dataset, 
     log2 = pd.read_csv(tmp_path / "phase2" / "log.csv")
     for column in ("loss/teacher_l1", "loss/teacher_lpips", "time/teacher", "time/lpips"):
         assert torch.isfinite(torch.tensor(log2[column].to_numpy())).all(), column
-    # at the start of phase 2, G equals its teacher at s = p: the teacher's L1 starts small
+    # at the start of phase 2, G is its teacher: the teacher's L1 starts small
     assert log2["loss/teacher_l1"].iloc[0] < 0.5
     ckpt = load_checkpoint(last)
     assert {"G", "D", "G_ema", "teacher", "opt_G", "opt_D", "rng_cpu"} <= set(ckpt.tensors)
@@ -88,6 +88,19 @@ def test_phase1_then_phase2_train_and_the_checkpoint_renders(tmp_path, dataset, 
     G = load_generator(last)
     image = render(G, torch.randn(1, G.cfg.z_dim), 48)
     assert image.shape == (1, 3, 48, 48) and torch.isfinite(image).all()
+
+
+def test_phase2_starts_g_from_the_teacher(tmp_path, dataset, phase1):
+    """The paper initialises G with G_fixed: phase 1's G_ema, not its (noisier) raw G."""
+    saved = load_checkpoint(phase1).tensors
+    assert any(not torch.equal(v, saved["G_ema"][k]) for k, v in saved["G"].items())  # the test can fail
+    nets = build_networks(config(tmp_path / "p2", dataset, phase="patch", init=str(phase1)), torch.device("cpu"))
+    teacher = nets.teacher.state_dict()
+    for key, value in nets.G.state_dict().items():
+        assert torch.equal(value, teacher[key]), key
+        assert torch.equal(value, saved["G_ema"][key]), key
+    assert all(torch.equal(v, saved["D"][k]) for k, v in nets.D.state_dict().items())
+    assert not any(p.requires_grad for p in nets.teacher.parameters())
 
 
 def test_phase2_needs_a_phase1_checkpoint(tmp_path, dataset):

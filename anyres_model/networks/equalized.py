@@ -18,7 +18,7 @@ LRELU_GAIN = math.sqrt(2)  # keeps the second moment of a leaky ReLU's output at
 
 
 class FullyConnected(nn.Module):
-    """y = x @ W^T * lr_multiplier / sqrt(in) + b * lr_multiplier, optionally leaky ReLU * sqrt(2)."""
+    """y = x @ W^T * lr_multiplier / sqrt(in) + b * lr_multiplier (b optional), optionally leaky ReLU * sqrt(2)."""
 
     def __init__(
         self,
@@ -29,17 +29,21 @@ class FullyConnected(nn.Module):
         lr_multiplier: float = 1.0,
         weight_init: float = 1.0,
         bias_init: float | Sequence[float] = 0.0,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.lrelu = lrelu
         self.weight = nn.Parameter(torch.randn(out_features, in_features) * (weight_init / lr_multiplier))
-        bias = torch.as_tensor(bias_init, dtype=torch.float32).broadcast_to(out_features).clone()
-        self.bias = nn.Parameter(bias / lr_multiplier)
+        self.bias = None
+        if bias:
+            values = torch.as_tensor(bias_init, dtype=torch.float32).broadcast_to(out_features).clone()
+            self.bias = nn.Parameter(values / lr_multiplier)
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain)
+        bias = None if self.bias is None else self.bias * self.bias_gain
+        x = F.linear(x, self.weight * self.weight_gain, bias)
         return F.leaky_relu(x, 0.2) * LRELU_GAIN if self.lrelu else x
 
     def extra_repr(self) -> str:

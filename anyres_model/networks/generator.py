@@ -52,10 +52,11 @@ class Generator(nn.Module):
         return self.synthesis(ws, spec, update_emas=update_emas)
 
     def scale_branch_parameters(self) -> list[nn.Parameter]:
-        """The scale embedding and its projections: frozen (at zero) while training at a fixed scale.
+        """The scale embedding and its projections, which phase 1 (fixed scale) freezes.
 
-        At s = P the embedding is not zero (cos 0 = 1), so phase 1 would otherwise learn projections
-        tuned to s = P alone, and any other scale would shift every style by an arbitrary offset.
+        At s = P the branch adds exactly nothing (the embedding is measured from s = P and the
+        projections have no bias), so a fixed-scale phase gives it no gradient anyway; freezing it
+        says so and saves the work.
         """
         syn = self.synthesis
         if syn.scale_embed is None:

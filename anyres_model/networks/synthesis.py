@@ -134,8 +134,9 @@ class SynthesisNetwork(nn.Module):
                 num_layers=cfg.scale_layers,
                 lr_multiplier=cfg.scale_lr_multiplier,
             )
+            # bias-free: a zero embedding (s = P) adds exactly nothing to the styles
             self.scale_proj = nn.ModuleList(
-                FullyConnected(cfg.scale_dim, layer.in_channels, weight_init=0.0) for layer in sched.layers
+                FullyConnected(cfg.scale_dim, layer.in_channels, weight_init=0.0, bias=False) for layer in sched.layers
             )
 
     def spec_tensor(self, spec: SpecLike, batch: int) -> torch.Tensor:
