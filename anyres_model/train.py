@@ -44,7 +44,6 @@ from anyres_model.evaluate import evaluate
 from anyres_model.losses import discriminator_loss, generator_loss, r1_penalty
 from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
-from anyres_model.networks.presets import preset as preset_configs
 from anyres_model.perceptual import load_lpips
 from anyres_model.run_log import ScalarLog, StepTimer, save_image_grid
 from anyres_model.teacher import teacher_loss
@@ -114,7 +113,7 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
 
 def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
     """Fresh networks of the preset; for phase 2, G and G_ema from phase 1's G_ema, its D, and a frozen teacher copy."""
-    g_cfg, d_cfg = preset_configs(cfg.preset)
+    g_cfg, d_cfg = cfg.network_configs()
     G = Generator(g_cfg).to(device)
     D = Discriminator(d_cfg).to(device)
     if cfg.phase == "global":
@@ -129,7 +128,10 @@ def build_networks(cfg: TrainConfig, device: torch.device) -> Networks:
             )
         init = load_checkpoint(cfg.init, map_location=device)
         if init.config.get("G") != to_dict(g_cfg) or init.config.get("D") != to_dict(d_cfg):
-            raise ValueError(f"--init {cfg.init} was trained with other network settings than preset {cfg.preset!r}")
+            raise ValueError(
+                f"--init {cfg.init} was trained with other network settings than this run's "
+                f"(preset {cfg.preset!r}, conv_kernel {g_cfg.conv_kernel})"
+            )
         # The paper initialises G with G_fixed, the teacher: phase 1's G_ema. (Phase 1's raw G is a
         # noisy iterate around it; starting from it puts the teacher loss far from zero even at s = P.)
         G.load_state_dict(init.tensors["G_ema"])

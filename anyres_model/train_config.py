@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -10,6 +11,7 @@ from anyres_data.loader import LoaderSettings
 from anyres_data.sampling import SamplerSettings
 from anyres_data.settings import setting
 from anyres_model.evaluate import EvalSettings
+from anyres_model.networks.config import DiscriminatorConfig, GeneratorConfig
 from anyres_model.networks.presets import preset as preset_configs
 
 Phase = Literal["global", "patch"]
@@ -27,6 +29,11 @@ class TrainConfig:
     )
     preset: Literal["tiny", "small", "paper"] = setting(
         "tiny", "Model size: tiny (p = 32, CPU), small (p = 64), paper (p = 256). --p must equal its patch size."
+    )
+    conv_kernel: int | None = setting(
+        None,
+        "Kernel size of G's modulated convolutions; None: the preset's (3, StyleGAN3-T). 1 is StyleGAN3-R's "
+        "choice, and makes G's picture change less when it is rendered at another scale (see the README).",
     )
     init: Path | None = setting(
         None,
@@ -84,10 +91,19 @@ class TrainConfig:
             raise ValueError(f"--p is {self.sampler.p} but preset {self.preset!r} renders {patch_size}² patches")
         if self.total_kimg <= 0:
             raise ValueError(f"total_kimg must be > 0, got {self.total_kimg}")
+        if self.conv_kernel is not None and (self.conv_kernel < 1 or self.conv_kernel % 2 == 0):
+            raise ValueError(f"conv_kernel must be odd and ≥ 1, got {self.conv_kernel}")
         if self.r1_interval < 0:
             raise ValueError(f"r1_interval must be ≥ 0, got {self.r1_interval}")
         if self.lpips not in ("alex", "random", "none") and not Path(self.lpips).expanduser().is_file():
             raise ValueError(f"--lpips {self.lpips!r}: give alex, random, none, or the path of an existing file")
+
+    def network_configs(self) -> tuple[GeneratorConfig, DiscriminatorConfig]:
+        """The preset's network configs with this run's overrides."""
+        g_cfg, d_cfg = preset_configs(self.preset)
+        if self.conv_kernel is not None:
+            g_cfg = dataclasses.replace(g_cfg, conv_kernel=self.conv_kernel)
+        return g_cfg, d_cfg
 
     @property
     def gamma(self) -> float:

@@ -63,6 +63,9 @@ class ExperimentSettings:
     """The experiment's knobs; lengths in kimg (thousands of real samples)."""
 
     out: Path = setting(Path("runs/experiment"), "Folder for datasets, runs and results.")
+    data: Path | None = setting(
+        None, "Folder of the LR and HR sets (built there if missing); None: OUT/data. Experiments can share one."
+    )
     seeds: tuple[int, ...] = setting((0, 1), "Training seeds (one run of each arm per seed).")
     lr_count: int = setting(2000, "Images in the LR set, each p×p.")
     hr_count: int = setting(60, "Images in the HR set, sides in [2p, 8p] (3% of the LR set).")
@@ -72,6 +75,10 @@ class ExperimentSettings:
     teacher_weight: float = setting(5.0, "λ of the teacher loss in phase 2.")
     eval_count: int = setting(1000, "Ground-truth images (and patches) per evaluated scale.")
     workers: int = setting(0, "Loader workers (0: in the training process, fastest on 2 cores for p = 32).")
+    conv_kernel: int | None = setting(
+        None, "Kernel of G's modulated convolutions; None: the preset's 3 (StyleGAN3-T, the paper's); 1 as StyleGAN3-R."
+    )
+    threads: int | None = setting(None, "torch threads per training run; None: the free cores.")
 
     def __post_init__(self) -> None:
         step_images = 1000 * self.phase1_kimg / self.batch
@@ -95,7 +102,7 @@ def build_sets(cfg: ExperimentSettings) -> tuple[Path, Path]:
         ("lr", cfg.lr_count, P, P, 100),
         ("hr", cfg.hr_count, 2 * P, 8 * P, 200),
     ):
-        out = cfg.out / "data" / name
+        out = (cfg.data or cfg.out / "data") / name
         demo = DemoSettings(count=count, seed=seed, min_side=lo, max_side=hi)
         settings = BuildSettings(
             source="demo",
@@ -122,6 +129,8 @@ def train_config(cfg: ExperimentSettings, run_dir: Path, *, seed: int, **overrid
         "device": "cpu",
         "lpips": "none",
         "teacher_weight": cfg.teacher_weight,
+        "conv_kernel": cfg.conv_kernel,
+        "threads": cfg.threads,
         "data": {"batch_size": cfg.batch, "workers": cfg.workers, "seed": seed, "shuffle_buffer": 500},
         "sampler": {"p": P},
     }

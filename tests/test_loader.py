@@ -139,6 +139,18 @@ def test_lr_global_samples_mixed_with_hr_patches(hr_dir, lr_dir):
         assert all(key.startswith("lr_") for key in batch.keys)
 
 
+def window(image, spec: PatchSpec) -> np.ndarray:
+    """The spec's p×p window of a (large) PIL image of the whole unit square, Lanczos-resampled."""
+    from PIL import Image
+
+    return np.asarray(image.resize((spec.p, spec.p), Image.Resampling.LANCZOS, box=spec.box(image.width)), np.float64)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of 8-bit images, 4-pixel border excluded."""
+    return float(10 * np.log10(255**2 / np.mean((a - b)[4:-4, 4:-4] ** 2)))
+
+
 def test_training_patches_show_the_ground_truth_at_their_specs(tmp_path):
     """End to end (shards → loader → sampler → batch): each patch is the scene at its spec.
 
@@ -159,19 +171,13 @@ def test_training_patches_show_the_ground_truth_at_their_specs(tmp_path):
         for image, spec, key in zip(batch.images, tensor_to_specs(batch.specs), batch.keys, strict=True):
             big = 4 * sides[int(key[1:])]
             truth = Image.fromarray(render_demo(int(key[1:]), big, big))
-
-            def window(sp: PatchSpec) -> np.ndarray:
-                return np.asarray(truth.resize((P, P), Image.Resampling.LANCZOS, box=sp.box(big)), dtype=np.float64)
-
-            def psnr(a: np.ndarray, b: np.ndarray) -> float:
-                return 10 * np.log10(255**2 / np.mean((a - b)[4:-4, 4:-4] ** 2))
-
             got = image.permute(1, 2, 0).numpy().astype(np.float64)
-            assert psnr(got, window(spec)) > 30, (key, spec)
+            right = psnr(got, window(truth, spec))
+            assert right > 30, (key, spec)
             if spec.s >= spec.p + 1.5:  # a patch (a global sample fills the image: no room to shift)
                 dx = 1.5 if spec.x0 + 1.5 <= spec.s - spec.p else -1.5
                 shifted = PatchSpec(spec.s, spec.x0 + dx, spec.y0, spec.p)
-                assert psnr(got, window(shifted)) < psnr(got, window(spec)) - 6, (key, spec)
+                assert psnr(got, window(truth, shifted)) < right - 6, (key, spec)
             checked += 1
     assert checked == 12
 

@@ -213,11 +213,12 @@ def test_filtered_lrelu_rejects_bad_input():
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch", [3, 1])  # a batch of one folds the scalings into the weights
 @pytest.mark.parametrize(("demodulate", "padding", "kernel"), [(True, 2, 3), (False, 0, 1), (True, 1, 3)])
-def test_modulated_conv2d_matches_reference_values_and_gradients(device, demodulate, padding, kernel):
-    x = rand(3, 2, 6, 6, seed=1).to(device)
+def test_modulated_conv2d_matches_reference_values_and_gradients(device, batch, demodulate, padding, kernel):
+    x = rand(batch, 2, 6, 6, seed=1).to(device)
     weight = rand(3, 2, kernel, kernel, seed=2).to(device)
-    styles = rand(3, 2, seed=3).to(device) + 1
+    styles = rand(batch, 2, seed=3).to(device) + 1
     gain = torch.tensor(0.7, dtype=torch.float64, device=device)
     kwargs = {"demodulate": demodulate, "padding": padding, "input_gain": gain}
     out = modulated_conv2d(x, weight, styles, **kwargs)

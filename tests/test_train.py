@@ -143,6 +143,15 @@ def test_config_checks_patch_size_and_lpips():
     with pytest.raises(ValueError, match="--lpips"):
         from_dict(TrainConfig, {"lpips": "/nonexistent/alexnet.pth"})
     assert from_dict(TrainConfig, {"preset": "small", "sampler": {"p": 64}}).gamma == pytest.approx(2 * (64 / 256) ** 2)
+    with pytest.raises(ValueError, match="conv_kernel"):
+        from_dict(TrainConfig, {"conv_kernel": 2})
+    g_cfg, _ = from_dict(TrainConfig, {"conv_kernel": 1}).network_configs()
+    assert g_cfg.conv_kernel == 1 and from_dict(TrainConfig, {}).network_configs()[0].conv_kernel == 3
+
+
+def test_phase2_refuses_a_phase1_of_another_architecture(tmp_path, dataset, phase1):
+    with pytest.raises(ValueError, match="conv_kernel 1"):
+        build_networks(config(tmp_path / "p2", dataset, phase="patch", init=str(phase1), conv_kernel=1), "cpu")
 
 
 def free_port() -> int:

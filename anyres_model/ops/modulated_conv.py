@@ -5,7 +5,8 @@ norm), is the same as scaling the input channels by s[b], convolving with the sh
 each output channel by its demodulation coefficient. That form runs one ordinary batched
 convolution instead of B per-sample weight tensors in a grouped convolution
 (`ops.reference.modulated_conv2d_ref`), and its demodulation coefficients come from a (B, I) x (I, O)
-product instead of a (B, O, I, k, k) tensor.
+product instead of a (B, O, I, k, k) tensor. A batch of one (tiled rendering) folds both scalings
+into the weights instead.
 """
 
 from __future__ import annotations
@@ -40,9 +41,14 @@ def modulated_conv2d(
         weight = weight * weight.square().mean([1, 2, 3], keepdim=True).rsqrt()
         styles = styles * styles.square().mean(1, keepdim=True).rsqrt()
     scale_in = styles if input_gain is None else styles * input_gain  # (B, I)
+    dcoefs = (styles.square() @ weight.square().sum([2, 3]).t() + 1e-8).rsqrt() if demodulate else None  # (B, O)
+    if batch == 1:  # one sample: fold both scalings into the weights, sparing two passes over the activations
+        w = weight * scale_in[0, None, :, None, None]
+        if dcoefs is not None:
+            w = w * dcoefs[0, :, None, None, None]
+        return F.conv2d(x, w.to(x.dtype), padding=padding)
     x = x * scale_in.to(x.dtype)[:, :, None, None]
     x = F.conv2d(x, weight.to(x.dtype), padding=padding)  # (B, O, H', W')
-    if demodulate:
-        dcoefs = (styles.square() @ weight.square().sum([2, 3]).t() + 1e-8).rsqrt()  # (B, O)
+    if dcoefs is not None:
         x = x * dcoefs.to(x.dtype)[:, :, None, None]
     return x
