@@ -31,6 +31,7 @@ both arms). Every evaluation is cached beside its run and reused when the comman
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -50,7 +51,10 @@ from anyres_data.spec import PatchSpec, specs_to_tensor
 from anyres_model.checkpoint import load_generator, run_checkpoint_path
 from anyres_model.metrics.fakes import global_images, lanczos_windows, latents, patches, to_uint8, whole_images
 from anyres_model.metrics.swd import DescriptorSet, swd
+from anyres_model.networks.generator import Generator
+from anyres_model.networks.presets import preset
 from anyres_model.render import render
+from anyres_model.teacher import teacher_loss
 from anyres_model.train import train
 from anyres_model.train_config import TrainConfig
 
@@ -526,6 +530,53 @@ def run(cfg: ExperimentSettings) -> Path:
     return cfg.out
 
 
+@torch.no_grad()
+def zoom_probe(*, conv_kernel: int, seed: int, count: int = 32) -> dict[str, float]:
+    """A freshly initialised tiny G: its consistency at 2p, 4p, 8p relative to the gap between two of its latents.
+
+    1 means the zoomed render is as different from the base image as another latent's image is.
+    The magnitude averages are warmed up first, as training would, so every layer sees normalised input.
+    """
+    g_cfg = dataclasses.replace(preset("tiny")[0], conv_kernel=conv_kernel)
+    torch.manual_seed(seed)
+    G = Generator(g_cfg).eval()
+    for _ in range(30):
+        G(torch.randn(16, g_cfg.z_dim), update_emas=True)
+    base = global_images(G, latents(seed, np.arange(count), g_cfg.z_dim)).to(torch.float32)
+    other = float((base - base.roll(1, 0)).abs().mean() / 127.5)
+    return {str(k): v / other for k, v in consistency(G, seed=seed, count=count).items()}
+
+
+def distill(checkpoint: Path, *, steps: int, lr: float, batch: int = 16, seed: int = 0, count: int = 48) -> list[dict]:
+    """Teacher loss only (no discriminator) from a phase-1 checkpoint: how fast can G learn to zoom consistently?
+
+    Specs as in phase 2 (half global; else s uniform in [p, 8p], window uniform). Returns the
+    consistency every `steps // 4` steps.
+    """
+    G = load_generator(checkpoint).train()
+    teacher = copy.deepcopy(G).eval().requires_grad_(False)
+    opt = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.99), eps=1e-8)
+    rng = torch.Generator().manual_seed(seed)
+    history = []
+    for step in range(steps + 1):
+        if step % max(steps // 4, 1) == 0:
+            G.eval()
+            history.append({"step": step, "kimg": step * batch / 1000, **consistency(G, seed=10_000, count=count)})
+            G.train()
+        if step == steps:
+            break
+        s = torch.where(torch.rand(batch, generator=rng) < 0.5, P, P + 7 * P * torch.rand(batch, generator=rng))
+        s = s.to(torch.float64)
+        corner = torch.rand(batch, 2, generator=rng, dtype=torch.float64) * (s - P)[:, None]
+        specs = torch.cat([s[:, None], corner, torch.full_like(s[:, None], P)], dim=1)  # (B, 4)
+        z = torch.randn(batch, G.cfg.z_dim, generator=rng)
+        loss = teacher_loss(G(z, specs), specs, teacher(z), None).total.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return history
+
+
 def _command(cfg: ExperimentSettings) -> None:
     """Run (or continue) the experiment and print its table."""
     out = run(cfg)
@@ -535,6 +586,27 @@ def _command(cfg: ExperimentSettings) -> None:
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
 app.command("run")(typer_options(ExperimentSettings, _command))
 app.command("settings")(lambda: typer.echo(json.dumps(to_dict(ExperimentSettings()), indent=2)))
+
+
+@app.command("probe")
+def _probe(seeds: int = typer.Option(2, help="Fresh generators per kernel size.")) -> None:
+    """Zoom consistency of freshly initialised generators, 3×3 against 1×1 convolutions (relative to other latents)."""
+    for kernel in (3, 1):
+        for seed in range(seeds):
+            values = {k: round(v, 2) for k, v in zoom_probe(conv_kernel=kernel, seed=seed).items()}
+            typer.echo(f"conv_kernel {kernel}, seed {seed}: {values}")
+
+
+@app.command("distill")
+def _distill(
+    checkpoint: Path = typer.Argument(..., help="A phase-1 checkpoint (the teacher and the start)."),
+    steps: int = typer.Option(600, help="Optimiser steps of batch 16."),
+    lr: float = typer.Option(0.0025, help="Adam learning rate."),
+) -> None:
+    """Train G on the teacher loss alone and print its consistency along the way."""
+    for row in distill(checkpoint, steps=steps, lr=lr):
+        typer.echo(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
+
 
 if __name__ == "__main__":
     app()

@@ -52,6 +52,11 @@ def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
     # rerunning finds everything done and gives the same numbers
     exp.run(cfg)
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
+    assert [row["kimg"] for row in results["trend"]["anyres/seed0"]] == [0, 0.002, 0.004, 0.006, 0.008]
+    assert (out / "trend.png").stat().st_size > 0
+    # the teacher-only probe trains and measures (at a toy size)
+    history = exp.distill(exp.trend_checkpoints(cfg, 0)["anyres"][0][1], steps=2, lr=0.001, batch=4, count=2)
+    assert [row["step"] for row in history] == [0, 1, 2] and all(0 <= row["8"] < 2 for row in history)
 
 
 def test_reduction_gap_is_small_for_a_true_zoom_and_large_for_another_image():
