@@ -463,21 +463,21 @@ def plot_trend(results: dict, path: Path) -> None:
 
     fig = Figure(figsize=(10, 4))
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    styles = {"4": "o-", "8": "s-"}
+    styles = {"4": ("o", "-"), "8": ("s", "--")}  # marker, line
     for name, rows in sorted(results["trend"].items()):
         arm, seed = name.split("/")
         xs = [r["kimg"] for r in rows]
         label = "(b) rendered" if arm == "anyres" else "(a) upsampled"
-        for scale, style in styles.items():
+        for scale, (marker, line) in styles.items():
             left.plot(
                 xs,
                 [r[scale] for r in rows],
-                style,
+                marker=marker,
                 alpha=0.8,
                 label=f"{label}, {scale}p, {seed}",
                 color="C1" if arm == "anyres" else "C0",
                 markersize=4,
-                linestyle="-" if scale == "4" else "--",
+                linestyle=line,
             )
         if arm == "anyres":
             for j, k in enumerate(SCALES):
