@@ -341,9 +341,10 @@ def evaluate_all(cfg: ExperimentSettings, runs: dict[int, dict[str, Path]]) -> d
         for arm, points in trend_checkpoints(cfg, seed).items():
             rows = []
             for kimg, checkpoint in points:
-                path = cfg.out / f"seed{seed}" / "trend" / f"{arm}-{checkpoint.stem}.json"
+                run = checkpoint.parent.parent.name  # (b)'s first point is phase 1's checkpoint: same file name
+                path = cfg.out / f"seed{seed}" / "trend" / f"{arm}-{run}-{checkpoint.stem}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                run_key = {**key, "checkpoint": checkpoint.name, "seed": seed, "trend_count": TREND_COUNT}
+                run_key = {**key, "checkpoint": f"{run}/{checkpoint.name}", "seed": seed, "trend_count": TREND_COUNT}
                 values = cached(path, run_key, lambda c=checkpoint, a=arm, s=seed: trend_point(c, a, s))
                 rows.append({"kimg": kimg, **values})
             results["trend"][f"{arm}/seed{seed}"] = rows

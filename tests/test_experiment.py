@@ -30,7 +30,7 @@ def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
             "lr_count": 24,
             "hr_count": 4,
             "phase1_kimg": 0.016,
-            "phase2_kimg": 0.008,
+            "phase2_kimg": 0.016,  # phase 2 ends at phase 1's step: same checkpoint names
             "batch": 8,
             "eval_count": 6,
         },
@@ -48,11 +48,18 @@ def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
     assert (out / "pswd.png").stat().st_size > 0 and (out / "renders.png").stat().st_size > 0
     # the lengths are what was asked: phase 1 continued to phase1 + phase2 kimg for (a), phase 2 for (b)
     logs = {arm: (out / "seed0" / arm / "log.csv").read_text().splitlines() for arm in exp.ARMS}
-    assert logs["lr_only"][-1].startswith("0.024") and logs["anyres"][-1].startswith("0.008")
+    assert logs["lr_only"][-1].startswith("0.032") and logs["anyres"][-1].startswith("0.016")
     # rerunning finds everything done and gives the same numbers
     exp.run(cfg)
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
-    assert [row["kimg"] for row in results["trend"]["anyres/seed0"]] == [0, 0.002, 0.004, 0.006, 0.008]
+    trend = results["trend"]
+    assert [row["kimg"] for row in trend["anyres/seed0"]] == [0, 0.004, 0.008, 0.012, 0.016]
+    # the trend ends where the table is (same patches and latents at this size), not at phase 1's checkpoint
+    final = {"lr_only": results["runs"]["lr_only/upsample/seed0"], "anyres": results["runs"]["anyres/model/seed0"]}
+    for arm in exp.ARMS:
+        assert {k: trend[f"{arm}/seed0"][-1][k] for k in ("4", "8")} == {k: final[arm][k] for k in ("4", "8")}
+    assert trend["anyres/seed0"][-1]["consistency"] == results["consistency"]["anyres/seed0"]
+    assert trend["anyres/seed0"][0]["consistency"] != trend["anyres/seed0"][-1]["consistency"]
     assert (out / "trend.png").stat().st_size > 0
     # the teacher-only probe trains and measures (at a toy size)
     history = exp.distill(exp.trend_checkpoints(cfg, 0)["anyres"][0][1], steps=2, lr=0.001, batch=4, count=2)
