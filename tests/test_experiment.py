@@ -64,6 +64,11 @@ def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
     # the teacher-only probe trains and measures (at a toy size)
     history = exp.distill(exp.trend_checkpoints(cfg, 0)["anyres"][0][1], steps=2, lr=0.001, batch=4, count=2)
     assert [row["step"] for row in history] == [0, 1, 2] and all(0 <= row["8"] < 2 for row in history)
+    # the scale-branch ablation: zeroing the branch of a phase-2 G changes its renders at s > p
+    ablation = exp.scale_branch_ablation(exp.trend_checkpoints(cfg, 0)["anyres"][-1][1], count=3)
+    trained, zeroed = ablation["as trained"], ablation["scale branch zeroed"]
+    assert set(trained) == {f"{m} {k}p" for m in ("consistency", "pSWD") for k in exp.SCALES}
+    assert trained != zeroed and all(v >= 0 for v in zeroed.values())
 
 
 def test_reduction_gap_is_small_for_a_true_zoom_and_large_for_another_image():
