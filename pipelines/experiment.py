@@ -24,6 +24,10 @@ rendered at exactly the scale being evaluated. With the tiny generator (p = 32):
 - Trend: pSWD at 4p and 8p and consistency at TREND_POINTS + 1 lengths along phase 2 (and along
   (a)'s continuation), from the runs' snapshots.
 
+Diagnostics (why (b) does or does not zoom consistently): `probe` (fresh generators, 3×3 against
+1×1 convolutions), `distill CKPT` (the teacher loss alone from a phase-1 checkpoint) and
+`scale-branch CKPT` (a phase-2 G with and without its scale conditioning).
+
 Outputs in `out`: datasets, runs per seed and arm, `results.json`, `results.md` (the tables),
 `pswd.png` (the plot), `trend.png` (along phase 2) and `renders.png` (one latent at p, 4p, 8p for
 both arms). Every evaluation is cached beside its run and reused when the command is run again.
