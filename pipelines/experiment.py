@@ -235,6 +235,14 @@ def fake_images(G, cfg: ExperimentSettings, specs: torch.Tensor | None, *, mode:
     return torch.cat(out)
 
 
+def fake_swd(
+    G, cfg: ExperimentSettings, specs: torch.Tensor | None, reals: torch.Tensor, *, mode: str, seed: int
+) -> float:
+    """(p)SWD ×1e3 between `reals` and G's images for the same specs (see fake_images for `mode`)."""
+    fakes = fake_images(G, cfg, specs, mode=mode, seed=seed)
+    return swd(descriptors(reals, 2), descriptors(fakes, 2), seed=2).mean
+
+
 def reduction_gap(big: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     """Per image, mean |Lanczos reduction of `big` to the size of `base` − base|, in [-1, 1] units.
 
@@ -297,8 +305,7 @@ def evaluate_all(cfg: ExperimentSettings, runs: dict[int, dict[str, Path]]) -> d
         out = {}
         for scale in scales:
             specs, images = reals(scale)
-            fakes = fake_images(G, cfg, specs, mode=mode, seed=10_000 + seed)
-            out[str(scale)] = swd(descriptors(images, 2), descriptors(fakes, 2), seed=2).mean
+            out[str(scale)] = fake_swd(G, cfg, specs, images, mode=mode, seed=10_000 + seed)
         return out
 
     consistency_count = min(CONSISTENCY_COUNT, cfg.eval_count)
@@ -334,8 +341,7 @@ def evaluate_all(cfg: ExperimentSettings, runs: dict[int, dict[str, Path]]) -> d
         out: dict = {}
         for scale in (4, 8):
             specs, images = reals(scale)
-            fakes = fake_images(G, small, specs[:n], mode=mode, seed=10_000 + seed)
-            out[str(scale)] = swd(descriptors(images[:n], 2), descriptors(fakes, 2), seed=2).mean
+            out[str(scale)] = fake_swd(G, small, specs[:n], images[:n], mode=mode, seed=10_000 + seed)
         if arm == "anyres":
             out["consistency"] = consistency(G, seed=10_000 + seed, count=min(TREND_COUNT // 3, consistency_count))
         return out
@@ -561,6 +567,10 @@ def scale_branch_ablation(checkpoint: Path, *, count: int = 300) -> dict[str, di
     pSWD at 2p, 4p, 8p on `count` held-out patches.
     """
     cfg = ExperimentSettings(eval_count=count)
+    truth = {}
+    for scale in SCALES:  # the same held-out patches for both generators
+        specs = eval_specs(cfg, scale)
+        truth[scale] = (specs, real_images(cfg, scale, specs, eval_seeds(cfg)))
     out = {}
     for name in ("as trained", "scale branch zeroed"):
         G = load_generator(checkpoint)
@@ -568,11 +578,8 @@ def scale_branch_ablation(checkpoint: Path, *, count: int = 300) -> dict[str, di
             for param in G.scale_branch_parameters():
                 param.zero_()
         row = {f"consistency {k}p": v for k, v in consistency(G, seed=10_000, count=max(count // 3, 1)).items()}
-        for scale in SCALES:
-            specs = eval_specs(cfg, scale)
-            reals = real_images(cfg, scale, specs, eval_seeds(cfg))
-            fakes = fake_images(G, cfg, specs, mode="model", seed=10_000)
-            row[f"pSWD {scale}p"] = swd(descriptors(reals, 2), descriptors(fakes, 2), seed=2).mean
+        for scale, (specs, reals) in truth.items():
+            row[f"pSWD {scale}p"] = fake_swd(G, cfg, specs, reals, mode="model", seed=10_000)
         out[name] = row
     return out
 
