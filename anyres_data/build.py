@@ -4,8 +4,13 @@ PLAN      stream the source's candidates into partitions, one per shard (plan.py
 EXECUTE   one Dask task per shard (`build_shard`): ingest its candidates on a few threads, write the
           tar, then the shard's record table, last, as the marker that the shard is complete. A task
           that runs again (retry, dead worker, --resume) rewrites both: nothing duplicated or lost.
+RETRY     after a pause, the candidates that failed transiently (timeout, connection_error, HTTP 429
+          and 5xx: `rejects.is_transient`) are tried once more (`retry_shard`), shard by shard; each
+          shard that gains an image is rewritten, then its record. --resume does this again, also
+          for a finished build.
 FINALIZE  exact and near duplicates over the whole dataset, dropped from their shards (rewritten
-          atomically); then manifest.parquet, rejects.parquet and, last, dataset.json.
+          atomically); then manifest.parquet, rejects.parquet and, last, dataset.json. A build that
+          keeps nothing says so and fails (EmptyBuildError) unless allow_empty.
 
 Plan and execute overlap: a shard's task is submitted as soon as its partition is written, with a
 bounded number in flight. `workers=0` runs every shard in this process, without Dask.
@@ -19,12 +24,14 @@ import dataclasses
 import datetime
 import json
 import logging
+import math
 import platform
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Literal
@@ -41,18 +48,29 @@ from anyres_data.dataset import FORMAT, MANIFEST_COLUMNS, REJECT_COLUMNS, Layout
 from anyres_data.dedup import find_duplicates
 from anyres_data.fetch import FetchSettings, new_session
 from anyres_data.filters import FilterSettings
-from anyres_data.ingest import IngestContext, Sample, ingest
+from anyres_data.ingest import DecodeBudget, IngestContext, Sample, ingest
+from anyres_data.payload import discard, spill
 from anyres_data.plan import PARTITION_COLUMNS, Partition, plan, read_partition, row_candidate
-from anyres_data.rejects import Rejected
+from anyres_data.rejects import Rejected, is_transient
 from anyres_data.resize import ResizeSettings
 from anyres_data.settings import setting, to_dict
-from anyres_data.shards import ShardWriter, drop_samples
+from anyres_data.shards import ShardWriter, drop_samples, read_shard
 from anyres_data.sources import SourceName, SourceSettings, TarReader, iter_candidates
 from anyres_data.subset import SubsetSettings, subset_candidates
 
 RECORD_COLUMNS = {**MANIFEST_COLUMNS, "position": "Int64", "status": "string", "message": "string"}
 # Settings that change how a build runs, not what it produces: a resumed build may change them.
-RUN_FIELDS = ("workers", "threads", "scheduler", "task_retries", "resume", "progress")
+RUN_FIELDS = (
+    "workers",
+    "threads",
+    "scheduler",
+    "task_retries",
+    "resume",
+    "progress",
+    "retry_transient",
+    "retry_pause",
+    "allow_empty",
+)
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _SECRET = re.compile(r"(^|_)(api_key|secret|token|password)$")
 
@@ -75,7 +93,18 @@ class BuildSettings:
     threads: int = setting(8, "download and probe threads per shard task (one shard task per worker at a time)")
     scheduler: str | None = setting(None, "address of a running Dask scheduler, e.g. tcp://HOST:8786 (not --workers)")
     task_retries: int = setting(2, "times a failing shard task is retried before the build stops")
-    resume: bool = setting(False, "continue an interrupted build in --out (same settings) to the same result")
+    resume: bool = setting(
+        False,
+        "continue an interrupted build in --out (same settings) to the same result; a finished build retries "
+        "its transient rejects",
+    )
+    retry_transient: bool = setting(
+        True,
+        "once every shard is done, try the candidates that failed transiently (timeout, connection_error, "
+        "HTTP 429/5xx) once more",
+    )
+    retry_pause: float = setting(30.0, "seconds to wait before that retry (a flaky server or network may recover)")
+    allow_empty: bool = setting(False, "a build that keeps no image succeeds (else it fails, saying why)")
     progress: bool = setting(True, "show a progress bar")
 
 
@@ -89,6 +118,14 @@ class ShardSummary:
 
 class BuildError(RuntimeError):
     """A shard task kept failing; what is built so far stays, and --resume continues from it."""
+
+
+class EmptyBuildError(BuildError):
+    """The build is complete but kept no image (all candidates rejected, or none proposed); `info`: its dataset.json."""
+
+    def __init__(self, message: str, info: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.info = info
 
 
 def resolve_settings(settings: BuildSettings) -> BuildSettings:
@@ -108,6 +145,11 @@ def resolve_settings(settings: BuildSettings) -> BuildSettings:
         (settings.filters.max_aspect >= 1, "--max-aspect must be at least 1"),
         (-1 <= settings.filters.near_duplicate_distance <= 32, "--near-duplicate-distance must be -1 (off) to 32"),
         (settings.fetch.max_bytes > 0 and settings.fetch.retries >= 0, "--fetch-max-bytes > 0, --fetch-retries >= 0"),
+        (settings.fetch.spill_bytes >= 0, "--fetch-spill-bytes must be 0 or more"),
+        (min(settings.fetch.timeout, settings.fetch.first_byte_timeout) > 0, "fetch timeouts must be > 0 seconds"),
+        (settings.fetch.deadline > 0, "--fetch-deadline must be > 0 seconds"),
+        (settings.filters.max_decode_bytes > 0, "--max-decode-bytes must be > 0"),
+        (settings.retry_pause >= 0, "--retry-pause must be 0 or more seconds"),
     ]
     for ok, message in checks:
         if not ok:
@@ -122,24 +164,61 @@ def build(
 
     `candidates` replaces the source named in the settings (for recipes and tests); a resumed build
     must be given the same ones. Raises ValueError for bad settings or an OUT that is in the way,
-    BuildError when a shard task keeps failing (rerun with resume=True after fixing the cause).
+    BuildError when a shard task keeps failing (rerun with resume=True after fixing the cause),
+    EmptyBuildError when the build is complete but kept nothing (unless `allow_empty`).
     """
     settings = resolve_settings(settings)
     console = console or Console(stderr=True)
     layout = Layout.at(settings.out)
     started = time.time()
-    if _prepare(layout, settings):
+    complete = _prepare(layout, settings)
+    retry = complete and settings.retry_transient and bool(_transient_shards(layout))
+    if complete and not retry:
         console.print(f"{settings.out} is already complete; nothing to do.")
         return storage.read_json(layout.dataset_json)
-    if candidates is None:
-        candidates = iter_candidates(settings.source, settings.sources, licenses=settings.filters.license)
-    candidates = subset_candidates(candidates, settings.subset)
-    with _progress(console, enabled=settings.progress) as tally:
-        partitions = plan(candidates, layout, shard_size=settings.shard_size, filters=settings.filters)
-        _execute(settings, layout, partitions, tally)
+    with _progress(console, enabled=settings.progress) as tally, _Runner(settings) as runner:
+        if not complete:
+            if candidates is None:
+                candidates = iter_candidates(settings.source, settings.sources, licenses=settings.filters.license)
+            candidates = subset_candidates(candidates, settings.subset)
+            partitions = plan(candidates, layout, shard_size=settings.shard_size, filters=settings.filters)
+            _execute(runner, layout, partitions, tally)
+        else:
+            tally.resumed(layout)
+        if settings.retry_transient:
+            _retry_transient(runner, layout, tally, console)
     info = finalize(settings, layout, run_started=started)
     console.print(summary_table(info))
+    _check_not_empty(settings, info, console)
     return info
+
+
+def _check_not_empty(settings: BuildSettings, info: dict[str, Any], console: Console) -> None:
+    """Say loudly when nothing was kept; raise EmptyBuildError unless the settings allow it."""
+    counts = info["counts"]
+    if counts["kept"]:
+        return
+    rejected = counts["rejected"]
+    if not counts["candidates"]:
+        message = "the source proposed no candidates"
+    elif len(rejected) == 1:
+        (reason,) = rejected
+        example = storage.read_parquet(Layout.at(settings.out).rejects, columns=["url", "message"]).iloc[0]
+        message = (
+            f"all {counts['candidates']} candidates were rejected as {reason} (the first: {example['url']}: "
+            f"{example['message']})"
+        )
+    else:
+        message = f"no candidate was kept ({', '.join(f'{r} {n}' for r, n in rejected.items())})"
+    if settings.allow_empty:
+        console.print(f"[bold yellow]warning:[/] {message}")
+        return
+    hint = " After fixing the network or the server, --resume retries them." if all(map(is_transient, rejected)) else ""
+    raise EmptyBuildError(
+        f"nothing was kept: {message}. The dataset in {settings.out} is complete but empty; check the source "
+        f"and the filters, or pass --allow-empty if that is expected.{hint}",
+        info,
+    )
 
 
 def _prepare(layout: Layout, settings: BuildSettings) -> bool:
@@ -152,8 +231,9 @@ def _prepare(layout: Layout, settings: BuildSettings) -> bool:
             )
         if not storage.exists(layout.build_json):
             raise ValueError(f"{settings.out} holds no anyres build (no _work/build.json): choose another --out")
-        first = _flat(storage.read_json(layout.build_json)["settings"])
         now = _flat(current)
+        # a setting the first run's version did not have yet counts as its default
+        first = _flat(_public(to_dict(BuildSettings()))) | _flat(storage.read_json(layout.build_json)["settings"])
         changed = [
             f"{name}: {first.get(name)!r} -> {now.get(name)!r}"
             for name in sorted(set(first) | set(now))
@@ -199,37 +279,113 @@ def build_shard(settings: BuildSettings, index: int) -> ShardSummary:
     """Ingest the candidates of partition `index` into its shard, then write the shard's record (the marker).
 
     Runs in a Dask worker (or in this process). Candidates are ingested on `settings.threads` threads,
-    at most 2 x threads of them in memory at once, and written in partition order.
+    at most 2 x threads of them held at once (large ones in temporary files), and written in
+    partition order.
     """
-    pyvips.cache_set_max(0)  # each image is read once: caching only holds memory
-    pyvips.concurrency_set(1)  # parallelism comes from the task's threads
     layout = Layout.at(settings.out)
     partition = read_partition(layout, index)
     todo = [row for _, row in partition.iterrows() if pd.isna(row["reason"])]
     name = shard_name(settings.name, index)
-    with TarReader() as tar_reader, new_session(settings.threads) as session:
+    records = []
+    with _ingesting(settings) as (ingest_rows, _), ShardWriter(layout.shard(name), layout.tmp) as writer:
+        for row, outcome in ingest_rows(todo):
+            if isinstance(outcome, Sample):
+                writer.write(outcome)
+                discard(outcome.data)
+                records.append(_kept_record(outcome, shard=name, position=row["position"]))
+            else:
+                records.append(_rejected_record(row, outcome))
+    return _write_record(layout, index, records)
+
+
+def retry_shard(settings: BuildSettings, index: int) -> ShardSummary:
+    """Try the transiently failed candidates of shard `index` once more; rewrite the shard if any is kept now.
+
+    The new tar holds the samples the record keeps (read back from the old tar, which lacks those
+    finalize dropped as duplicates) and the new ones, in candidate order; the record is written
+    last. Run again after an interruption, it gives the same shard: the old tar is only read for
+    samples the record keeps.
+    """
+    layout = Layout.at(settings.out)
+    record = storage.read_parquet(layout.record(index))
+    positions = set(record.loc[record["status"].map(is_transient), "position"])
+    if not positions:
+        return ShardSummary(index=index, counts=record["status"].value_counts().to_dict())
+    partition = read_partition(layout, index)
+    todo = [row for _, row in partition.iterrows() if row["position"] in positions]
+    name = shard_name(settings.name, index)
+    fresh: dict[int, Sample] = {}
+    changed: dict[int, dict[str, Any]] = {}
+    with _ingesting(settings) as (ingest_rows, spill_dir):
+        for row, outcome in ingest_rows(todo):
+            position = int(row["position"])
+            if isinstance(outcome, Sample):  # held until all are done: on disk, not in memory
+                fresh[position] = dataclasses.replace(outcome, data=spill(outcome.data, spill_dir))
+                changed[position] = _kept_record(outcome, shard=name, position=position)
+            else:
+                changed[position] = _rejected_record(row, outcome)
+        if fresh:
+            kept = record[record["status"] == "kept"]
+            old = dict(zip(kept["key"], kept["position"], strict=True))
+            _merge_into_shard(layout.shard(name), layout.tmp, old, fresh)
+    records = [changed.get(int(row["position"]), row) for row in record.to_dict("records")]
+    return _write_record(layout, index, records)
+
+
+def _merge_into_shard(url: str, tmp_dir: str, old: dict[str, int], fresh: dict[int, Sample]) -> None:
+    """Rewrite shard `url`: its samples whose key is in `old` (key -> position) and `fresh` ones, by position."""
+    previous = read_shard(url) if storage.exists(url) else iter(())
+    waiting = collections.deque(sorted(fresh.items()))
+
+    def write_fresh_before(position: float) -> None:
+        while waiting and waiting[0][0] < position:
+            sample = waiting.popleft()[1]
+            writer.write(sample)
+            discard(sample.data)
+
+    with ShardWriter(url, tmp_dir) as writer:
+        for sample in previous:
+            if sample["__key__"] in old:
+                write_fresh_before(old[sample["__key__"]])
+                writer.write_members(sample)
+        write_fresh_before(math.inf)
+
+
+@contextmanager
+def _ingesting(settings: BuildSettings) -> Iterator[tuple[Callable[[list[pd.Series]], Iterator[Any]], str]]:
+    """(a function from partition rows to (row, Sample or Rejected) in order, on `settings.threads`
+    threads; the task's temporary folder).
+
+    Everything the rows share lives as long as the block: an HTTP session, a tar reader, the decode
+    budget and the temporary folder for large downloads (deleted on leaving, whatever happened).
+    """
+    pyvips.cache_set_max(0)  # each image is read once: caching only holds memory
+    pyvips.concurrency_set(1)  # parallelism comes from the task's threads
+    with (
+        TarReader() as tar_reader,
+        new_session(settings.threads) as session,
+        tempfile.TemporaryDirectory(prefix="anyres-shard-") as spill_dir,
+        concurrent.futures.ThreadPoolExecutor(settings.threads) as pool,
+    ):
         context = IngestContext(
             fetch=settings.fetch,
             filters=settings.filters,
             fail_on=settings.fail_on,
             session=session,
-            buffered_decode=threading.Lock(),
+            decode_budget=DecodeBudget(settings.filters.max_decode_bytes),
             tar_reader=tar_reader,
             tar_lock=threading.Lock(),
             resize=settings.resize,
+            spill_dir=spill_dir,
         )
-        records = []
-        with (
-            concurrent.futures.ThreadPoolExecutor(settings.threads) as pool,
-            ShardWriter(layout.shard(name), layout.tmp) as writer,
-        ):
-            work = _in_order(pool, lambda row: _ingest_row(row, context), todo, window=2 * settings.threads)
-            for row, outcome in work:
-                if isinstance(outcome, Sample):
-                    writer.write(outcome)
-                    records.append(_kept_record(outcome, shard=name, position=row["position"]))
-                else:
-                    records.append(_rejected_record(row, outcome))
+
+        def ingest_rows(rows: list[pd.Series]) -> Iterator[tuple[pd.Series, Any]]:
+            return _in_order(pool, lambda row: _ingest_row(row, context), rows, window=2 * settings.threads)
+
+        yield ingest_rows, spill_dir
+
+
+def _write_record(layout: Layout, index: int, records: list[dict[str, Any]]) -> ShardSummary:
     record = typed(records, RECORD_COLUMNS)
     storage.write_parquet(record, layout.record(index), tmp_dir=layout.tmp)
     return ShardSummary(index=index, counts=record["status"].value_counts().to_dict())
@@ -273,45 +429,104 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _execute(settings: BuildSettings, layout: Layout, partitions: Iterator[Partition], tally: _Tally) -> None:
+def _record_counts(layout: Layout, index: int) -> dict[str, int] | None:
+    """Outcome -> candidates of shard `index`, None while the shard is not done."""
+    if not storage.exists(layout.record(index)):
+        return None
+    return storage.read_parquet(layout.record(index), columns=["status"])["status"].value_counts().to_dict()
+
+
+def _execute(runner: _Runner, layout: Layout, partitions: Iterator[Partition], tally: _Tally) -> None:
     """Run `build_shard` for every partition whose record is missing; account for every partition."""
 
-    def done(partition: Partition) -> ShardSummary | None:
-        if not storage.exists(layout.record(partition.index)):
-            return None
-        status = storage.read_parquet(layout.record(partition.index), columns=["status"])["status"]
-        return ShardSummary(index=partition.index, counts=status.value_counts().to_dict())
-
-    if settings.workers == 0 and not settings.scheduler:
+    def todo() -> Iterator[int]:
         for partition in partitions:
             tally.planned(partition)
-            tally.finished(done(partition) or build_shard(settings, partition.index))
-        return
+            counts = _record_counts(layout, partition.index)
+            if counts is None:
+                yield partition.index
+            else:
+                tally.finished(ShardSummary(index=partition.index, counts=counts))
 
-    with _dask_client(settings) as client:
-        limit = 2 * max(1, sum(client.nthreads().values()))
+    runner.run(build_shard, todo(), tally.finished)
+
+
+def _transient_shards(layout: Layout) -> dict[int, dict[str, int]]:
+    """{shard index: its outcome counts} for the shards with transiently failed candidates."""
+    shards = {}
+    for index in range(storage.read_json(layout.plan_json)["partitions"]):
+        counts = _record_counts(layout, index) or {}
+        if any(is_transient(reason) for reason in counts):
+            shards[index] = counts
+    return shards
+
+
+def _retry_transient(runner: _Runner, layout: Layout, tally: _Tally, console: Console) -> None:
+    """After `retry_pause` seconds, run `retry_shard` on every shard with transient rejects."""
+    shards = _transient_shards(layout)
+    if not shards:
+        return
+    failed = collections.Counter()
+    for counts in shards.values():
+        failed.update({reason: n for reason, n in counts.items() if is_transient(reason)})
+    pause = runner.settings.retry_pause
+    console.print(
+        f"retrying {sum(failed.values())} candidates that failed transiently "
+        f"({', '.join(f'{r} {n}' for r, n in failed.most_common())}) in {len(shards)} shards, after {pause:g} s"
+    )
+    time.sleep(pause)
+    runner.run(retry_shard, iter(shards), lambda summary: tally.retried(shards[summary.index], summary))
+
+
+class _Runner:
+    """Runs shard tasks: in this process (workers 0), or on a Dask cluster started on first use.
+
+    `run` keeps at most 2 tasks per Dask thread in flight, so a plan that is still being read feeds
+    the cluster as it goes; a task that keeps failing stops the build with a BuildError.
+    """
+
+    def __init__(self, settings: BuildSettings) -> None:
+        self.settings = settings
+        self._stack = ExitStack()
+        self._client: Client | None = None
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def run(
+        self,
+        task: Callable[[BuildSettings, int], ShardSummary],
+        indices: Iterator[int],
+        finished: Callable[[ShardSummary], None],
+    ) -> None:
+        settings = self.settings
+        if settings.workers == 0 and not settings.scheduler:
+            for index in indices:
+                finished(task(settings, index))
+            return
+        if self._client is None:
+            self._client = self._stack.enter_context(_dask_client(settings))
+        limit = 2 * max(1, sum(self._client.nthreads().values()))
         running = as_completed()
         shard_of: dict[str, int] = {}
 
         def collect() -> None:
             future = next(running)
             try:
-                tally.finished(future.result())
+                finished(future.result())
             except Exception as err:
                 raise BuildError(
                     f"shard {shard_of[future.key]} failed ({type(err).__name__}: {err}); what is built so far is "
                     f"kept in {settings.out}: fix the cause and rerun with --resume"
                 ) from err
 
-        for partition in partitions:
-            tally.planned(partition)
-            summary = done(partition)
-            if summary:
-                tally.finished(summary)
-                continue
-            key = f"anyres-shard-{partition.index:06d}-{time.time_ns():x}"
-            shard_of[key] = partition.index
-            running.add(client.submit(build_shard, settings, partition.index, key=key, retries=settings.task_retries))
+        for index in indices:
+            key = f"anyres-{task.__name__}-{index:06d}-{time.time_ns():x}"
+            shard_of[key] = index
+            running.add(self._client.submit(task, settings, index, key=key, retries=settings.task_retries))
             while running.count() >= limit:
                 collect()
         while running.count():
@@ -355,12 +570,25 @@ class _Tally:
         self.counts.update(summary.counts)
         self._show()
 
+    def retried(self, before: dict[str, int], summary: ShardSummary) -> None:
+        self.counts.subtract(before)
+        self.finished(summary)
+
+    def resumed(self, layout: Layout) -> None:
+        """Count a finished build's outcomes (before its transient rejects are retried)."""
+        for index in range(storage.read_json(layout.plan_json)["partitions"]):
+            partition = read_partition(layout, index)
+            self.total += len(partition)
+            self.counts.update(partition["reason"].dropna().value_counts().to_dict())
+            self.counts.update(_record_counts(layout, index) or {})
+        self._show()
+
     def _show(self) -> None:
         if self.progress is None:
             return
         done = sum(self.counts.values())
         kept = self.counts.get("kept", 0)
-        others = ", ".join(f"{reason} {n}" for reason, n in self.counts.most_common() if reason != "kept")
+        others = ", ".join(f"{reason} {n}" for reason, n in self.counts.most_common() if reason != "kept" and n)
         self.progress.update(self.task, total=self.total, completed=done, counts=f"kept {kept}  {others}")
 
 
@@ -390,6 +618,15 @@ def _concat(frames: list[pd.DataFrame], columns: dict[str, str]) -> pd.DataFrame
     return typed([], {**columns, "index": "Int64"})
 
 
+DROP_COLUMNS = {"key": "string", "reason": "string", "duplicate_of": "string", "distance": "Int64"}
+
+
+def _read_drops(layout: Layout) -> pd.DataFrame:
+    if storage.exists(layout.drops):
+        return typed(storage.read_parquet(layout.drops), DROP_COLUMNS)
+    return typed([], DROP_COLUMNS)
+
+
 def finalize(settings: BuildSettings, layout: Layout, *, run_started: float) -> dict[str, Any]:
     """Drop duplicates from the shards, write manifest.parquet, rejects.parquet and dataset.json (last).
 
@@ -410,7 +647,15 @@ def finalize(settings: BuildSettings, layout: Layout, *, run_started: float) -> 
             "order": kept["index"].astype("int64") * 2**32 + kept["position"].astype("int64"),
         }
     )
-    drops = find_duplicates(ranking, max_distance=settings.filters.near_duplicate_distance)
+    # Images an earlier finalize removed stay removed (their bytes are gone); the rest is ranked anew,
+    # with the images a transient retry added. The journal is written before anything is removed.
+    earlier = _read_drops(layout)
+    earlier = earlier[earlier["key"].isin(kept["key"])]
+    found = find_duplicates(
+        ranking[~ranking["key"].isin(earlier["key"])], max_distance=settings.filters.near_duplicate_distance
+    )
+    drops = typed(pd.concat([earlier, typed(found, DROP_COLUMNS)], ignore_index=True), DROP_COLUMNS)
+    storage.write_parquet(drops, layout.drops, tmp_dir=layout.tmp)
     drops = drops.merge(kept[["key", "shard", "source", "source_id", "url", "index", "position"]], on="key")
     for shard, group in drops.groupby("shard"):
         drop_samples(layout.shard(shard), set(group["key"]), tmp_dir=layout.tmp)

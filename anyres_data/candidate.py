@@ -8,18 +8,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+# Longest key: KEY.json must stay a valid file name everywhere (255 bytes on most file systems), so
+# that `tar x` of a shard works; longer keys are cut and end in a hash of the whole id.
+MAX_KEY_LENGTH = 200
 
 
 def sample_key(source: str, source_id: str) -> str:
-    """The WebDataset key of a sample: `SOURCE-ID` with only [A-Za-z0-9_-] (no dots, see DESIGN.md).
+    """The WebDataset key of a sample: `SOURCE-ID` with only [A-Za-z0-9_-] (no dots, see docs/design.md).
 
     Characters outside the set become '_'; when that changes the id, a short hash of the original
-    id is appended so that two ids differing only in unsafe characters never share a key.
+    id is appended so that two ids differing only in unsafe characters never share a key. A key
+    longer than MAX_KEY_LENGTH is cut to that length, its last 9 characters `_` + the hash.
     """
     raw = f"{source}-{source_id}"
     safe = _KEY_UNSAFE.sub("_", raw)
+    digest = "_" + hashlib.sha1(raw.encode()).hexdigest()[:8]
     if safe != raw:
-        safe += "_" + hashlib.sha1(raw.encode()).hexdigest()[:8]
+        safe += digest
+    if len(safe) > MAX_KEY_LENGTH:
+        safe = safe[: MAX_KEY_LENGTH - len(digest)] + digest
     return safe
 
 
@@ -30,7 +37,9 @@ class Candidate:
     `url` is an http(s) URL, an fsspec path (local sources only) or a `demo://` URL.
     `width`/`height` are the displayed size when the source knows it (Flickr's o_dims), so that
     the size filter can run before anything is downloaded. `extra` carries additional columns
-    (img2dataset's `save_additional_columns`) into the sample's metadata.
+    (img2dataset's `save_additional_columns`) into the sample's metadata. `error` is set by a source
+    that already knows the candidate cannot be used (a tar that does not read, a malformed search
+    result): (reason, message), and the build rejects it so before anything is fetched.
     """
 
     source: str
@@ -42,6 +51,7 @@ class Candidate:
     owner: str | None = None
     title: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    error: tuple[str, str] | None = None
 
     @property
     def key(self) -> str:

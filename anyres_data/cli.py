@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from anyres_data.build import BuildError, BuildSettings, build
+from anyres_data.build import BuildError, BuildSettings, EmptyBuildError, build
 from anyres_data.contact_sheet import sample_command
 from anyres_data.dataset import load_info, read_manifest, size_table, summary_table
 from anyres_data.settings import typer_options
@@ -21,6 +21,10 @@ def build_command(settings: BuildSettings) -> None:
     console = Console(stderr=True)
     try:
         build(settings, console=console)
+    except EmptyBuildError as err:  # the build ran, but nothing works: as loud as can be, and exit 1
+        console.rule("[bold red]nothing was kept[/]", style="red")
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(1) from None
     except (ValueError, BuildError, FlickrError) as err:
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(2) from None

@@ -1,4 +1,4 @@
-"""A built dataset on disk (DESIGN.md, "Dataset on disk"): where its files are, their columns, reading it back.
+"""A built dataset on disk (docs/design.md, "Dataset on disk"): where its files are, their columns, reading it back.
 
 ```
 OUT/
@@ -128,6 +128,11 @@ class Layout:
     def record(self, index: int) -> str:
         """One row per candidate of shard `index`; written last, it marks the shard complete."""
         return storage.join(self.records, f"{index:06d}.parquet")
+
+    @property
+    def drops(self) -> str:
+        """Images finalize removes from their shards as duplicates; written before they are removed."""
+        return storage.join(self.work, "drops.parquet")
 
 
 def typed(rows: list[dict[str, Any]] | pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:

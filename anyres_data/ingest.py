@@ -5,14 +5,18 @@ Each step is a plain function (fetch.py, probe.py, filters.py, dedup.py, resize.
 strings them together so a shard task, a test or a notebook can ingest a candidate without Dask.
 Resizing is off by default: the original bytes are stored. Pre-download filters
 (`filters.check_candidate`) run earlier, when the build plans its candidates.
+
+Memory stays bounded per task: large downloads live in temporary files (`IngestContext.spill_dir`,
+payload.py), and decodes that hold a whole image share a budget (`DecodeBudget`) of
+--max-decode-bytes, which no single image may exceed (the filters reject it first).
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import threading
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,28 +24,54 @@ import requests
 
 from anyres_data.candidate import Candidate
 from anyres_data.dedup import phash, phash_hex
-from anyres_data.fetch import FetchSettings, fetch
+from anyres_data.fetch import FetchSettings, fetch_data
 from anyres_data.filters import FilterSettings, check_header
+from anyres_data.payload import Data, discard, sha256_hex, size_of
 from anyres_data.probe import decode_thumbnail, read_header
-from anyres_data.rejects import Rejected
 from anyres_data.resize import ResizeSettings, resize
 from anyres_data.sources import LOCAL_SOURCES, TarReader
 from anyres_data.sources.columns import METADATA_NAMES
 
-# Decodes that buffer the whole image (progressive JPEG, interlaced PNG) above this many pixels
-# take turns, so a task's threads never hold several such images at once.
-LARGE_BUFFERED_DECODE = 16_000_000
 PROBE_NAMES = ("bands", "interpretation", "bit_depth", "n_pages", "interlaced")
 
 
 @dataclass(frozen=True)
 class Sample:
-    """A kept image: `data` are the bytes as fetched (or resized), stored as `KEY.EXT` beside `KEY.json`."""
+    """A kept image: `data` are the bytes as fetched (or resized), stored as `KEY.EXT` beside `KEY.json`.
+
+    `data` is a `payload.SpilledFile` when the download was large and the context had a spill folder.
+    """
 
     key: str
     ext: str
-    data: bytes
+    data: Data
     metadata: dict[str, Any]
+
+
+class DecodeBudget:
+    """Bytes that decodes holding a whole image may hold together; a decode waits until its share is free.
+
+    Each decode asks for at most `capacity` (larger images are rejected before), and holds nothing
+    else while it waits, so waiting always ends. Thread-safe.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        nbytes = min(nbytes, self.capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= nbytes)
+            self._free -= nbytes
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += nbytes
+                self._changed.notify_all()
 
 
 @dataclass(frozen=True)
@@ -52,31 +82,52 @@ class IngestContext:
     filters: FilterSettings
     fail_on: str = "error"
     session: requests.Session | None = None
-    buffered_decode: threading.Lock | None = None
+    decode_budget: DecodeBudget | None = None  # shared by the task's threads; None: no limit across threads
     tar_reader: TarReader | None = None  # reads tar:// members (folder source), indexing each tar once
     tar_lock: threading.Lock | None = None  # the reader's file position is shared: one read at a time
     resize: ResizeSettings = field(default_factory=ResizeSettings)  # mode none: the original bytes are stored
+    spill_dir: str | None = None  # a folder for large downloads (deleted with the task); None: all in memory
 
 
 def ingest(candidate: Candidate, context: IngestContext) -> Sample:
     """Fetch, probe, filter and hash one candidate.
 
     Raises Rejected with the reason (fetch errors, not_an_image, unsupported_format, animated,
-    too_many_pixels, below_min_size, extreme_aspect, truncated, corrupt). Duplicates are found later,
-    over the whole dataset. Filters and the perceptual hash see the image as fetched; with a resize
-    mode, the stored bytes (and `width`, `height`, `sha256`, `format`, ...) are the resized image's,
-    `original_width`/`original_height` the size before resizing, and `resized` says whether it was.
+    too_many_pixels, too_large_to_decode, below_min_size, extreme_aspect, truncated, corrupt).
+    Duplicates are found later, over the whole dataset. Filters and the perceptual hash see the image
+    as fetched; with a resize mode, the stored bytes (and `width`, `height`, `sha256`, `format`, ...)
+    are the resized image's, `original_width`/`original_height` the size before resizing, and
+    `resized` says whether it was. A rejected candidate leaves no spilled file behind.
     """
     crawled_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    data = _fetch(candidate, context)
+    local = candidate.source in LOCAL_SOURCES
+    data = fetch_data(
+        candidate.url,
+        context.fetch,
+        local=local,
+        session=context.session,
+        spill_dir=context.spill_dir,
+        images_only=True,
+        tar_reader=context.tar_reader if local else None,
+        tar_lock=context.tar_lock,
+    )
+    try:
+        return _probe(candidate, data, context, crawled_at=crawled_at)
+    except BaseException:
+        discard(data)
+        raise
+
+
+def _probe(candidate: Candidate, data: Data, context: IngestContext, *, crawled_at: str) -> Sample:
     header = read_header(data)
     check_header(header, context.filters)
-    big = header.interlaced and header.pixels > LARGE_BUFFERED_DECODE
-    with context.buffered_decode if big and context.buffered_decode else nullcontext():
+    budget = context.decode_budget
+    with budget.hold(header.decode_bytes) if budget and header.decode_bytes else nullcontext():
         grey = decode_thumbnail(data, header, fail_on=context.fail_on)
         stored = resize(data, header, key=candidate.key, settings=context.resize, fail_on=context.fail_on)
     original = header
     if stored is not data:
+        discard(data)
         data, header = stored, read_header(stored)
     metadata = {
         "key": candidate.key,
@@ -85,7 +136,7 @@ def ingest(candidate: Candidate, context: IngestContext) -> Sample:
         "height": header.height,
         "original_width": original.width,
         "original_height": original.height,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sha256_hex(data),
         "source": candidate.source,
         "source_id": candidate.source_id,
         "license": candidate.license,
@@ -95,7 +146,7 @@ def ingest(candidate: Candidate, context: IngestContext) -> Sample:
         "orientation": header.orientation,
         "stored_width": header.stored_width,
         "stored_height": header.stored_height,
-        "bytes": len(data),
+        "bytes": size_of(data),
         "phash": phash_hex(phash(grey)),
         "crawled_at": crawled_at,
         **{name: getattr(header, name) for name in PROBE_NAMES},
@@ -106,17 +157,3 @@ def ingest(candidate: Candidate, context: IngestContext) -> Sample:
         taken = name in METADATA_NAMES or name in PROBE_NAMES
         metadata[f"source_{name}" if taken else name] = value
     return Sample(key=candidate.key, ext=header.format, data=data, metadata=metadata)
-
-
-def _fetch(candidate: Candidate, context: IngestContext) -> bytes:
-    local = candidate.source in LOCAL_SOURCES
-    if local and candidate.url.startswith("tar://") and context.tar_reader is not None:
-        try:
-            with context.tar_lock or nullcontext():
-                data = context.tar_reader.read(candidate.url)
-        except (OSError, KeyError, ValueError) as err:
-            raise Rejected("read_error", f"{type(err).__name__}: {err}") from None
-        if len(data) > context.fetch.max_bytes:
-            raise Rejected("too_large", f"more than {context.fetch.max_bytes} bytes")
-        return data
-    return fetch(candidate.url, context.fetch, local=local, session=context.session)

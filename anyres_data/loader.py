@@ -2,10 +2,11 @@
 
 Per DataLoader worker, a webdataset pipeline reads shards (resampled forever for training, or one
 pass split across ranks and workers), groups tar members into samples, shuffles them in a buffer
-and cuts each into a patch with `anyres_data.patches`. Each batch element is, with probability
-`global_prob`, a global sample: an LR image (or, without an LR set, an HR square) resized to p×p;
-otherwise an HR patch. Geometry always comes from the image header, never from the sample's JSON,
-so img2dataset shards (KEY.jpg + KEY.json of other fields) load as well as ours.
+and cuts each into a patch with `anyres_data.patches`. With probability `global_prob`, a whole
+batch (`global_mixing="batch"`, the reference's) or a single element ("element") is global: LR
+images (or, without an LR set, HR squares) resized to p×p; otherwise HR patches. Geometry always
+comes from the image header, never from the sample's JSON, so img2dataset shards (KEY.jpg +
+KEY.json of other fields) load as well as ours.
 
 Workers are spawned, never forked (libvips and fork do not mix), and run one libvips thread with
 no operation cache. Corrupt samples and unreadable shards are skipped, logged and counted
@@ -20,7 +21,7 @@ import logging
 import math
 import os
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple
 from urllib.parse import urlparse
@@ -35,8 +36,9 @@ from fsspec.implementations.local import LocalFileSystem
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from anyres_data.filters import FilterSettings, check_decodable
 from anyres_data.patches import cut_patch
-from anyres_data.probe import read_header
+from anyres_data.probe import check_complete, read_header
 from anyres_data.rejects import Rejected
 from anyres_data.sampling import ImageTooSmall, SamplerSettings, draw_spec, global_spec, worker_rng
 from anyres_data.settings import setting
@@ -46,8 +48,12 @@ log = logging.getLogger(__name__)
 
 # Members that hold the image, in order of preference; WebDataset lowercases them.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "gif", "bmp", "avif", "heic", "heif", "jxl", "jp2")
-SKIP_REASONS = ("shard", "no_image", "unreadable", "too_small")
+SKIP_REASONS = ("shard", "no_image", "unreadable", "too_small", "too_large")
 MAX_SKIPS_IN_A_ROW = 1000  # then the data, not a few samples, is broken: stop instead of spinning forever
+# Shards that fail before any sample has arrived: then the URLs are wrong or the data is gone. Resampling
+# draws shards at random, so with half of them bad a false alarm has odds of 2^-32.
+MAX_SHARDS_WITHOUT_SAMPLE = 32
+LIMITS = FilterSettings()  # the loader refuses what a default build refuses (pixels, memory to decode)
 _WDS_SCHEMES = ("pipe", "http", "https")  # opened by webdataset's gopen (curl); everything else by fsspec
 
 
@@ -162,34 +168,78 @@ class SkipCounts:
     """Skipped samples by reason, shared by all worker processes (a spawn-safe shared array)."""
 
     def __init__(self) -> None:
-        self._counts = torch.multiprocessing.get_context("spawn").Array("q", len(SKIP_REASONS))
+        context = torch.multiprocessing.get_context("spawn")
+        self._counts = context.Array("q", len(SKIP_REASONS))
+        self._first_shard = context.Array("c", 2048)  # "URL: error" of the first shard that failed
 
     def add(self, reason: str, what: str, error: BaseException) -> None:
         with self._counts.get_lock():
             self._counts[SKIP_REASONS.index(reason)] += 1
-        log.warning("skipped %s (%s): %s", what, reason, error)
+            if reason == "shard" and not self._first_shard.value:
+                self._first_shard.value = f"{what}: {_describe(error)}".encode()[:2047]
+        log.warning("skipped %s (%s): %s", what, reason, _describe(error))
 
-    def handler(self, reason: str) -> Callable[[BaseException], bool]:
-        """A webdataset `handler=`: count, warn, and go on."""
-
-        def skip(error: BaseException) -> bool:
-            self.add(reason, "shard data", error)
-            return True
-
-        return skip
+    def first_shard_error(self) -> str | None:
+        """The URL and error of the first shard that failed, over all workers; None if none has."""
+        with self._counts.get_lock():
+            return self._first_shard.value.decode(errors="replace") or None
 
     def as_dict(self) -> dict[str, int]:
         with self._counts.get_lock():
             return dict(zip(SKIP_REASONS, self._counts[:], strict=True))
 
 
-def _open_shards(shards: Iterator[dict[str, Any]], skips: SkipCounts) -> Iterator[dict[str, Any]]:
+def _from_expander(error: BaseException) -> bool:
+    """Whether webdataset's tar expander appended (stream, url) to the error's args."""
+    args = getattr(error, "args", ())
+    return len(args) >= 2 and isinstance(args[-1], str) and not isinstance(args[-2], str)
+
+
+def _describe(error: BaseException) -> str:
+    """'ReadError: empty file': the error without the stream and URL webdataset appends to its args."""
+    args = error.args[:-2] if _from_expander(error) else error.args
+    return f"{type(error).__name__}: {', '.join(map(str, args)) if args else error}"
+
+
+class _ShardHealth:
+    """Shard failures of one stream (one worker's shards) before its first sample.
+
+    A bad shard among good ones is skipped and counted; MAX_SHARDS_WITHOUT_SAMPLE failures with no
+    sample yet mean the URLs are wrong (every shard a 404) or the data is gone: stop, saying so.
+    """
+
+    def __init__(self, skips: SkipCounts) -> None:
+        self.skips = skips
+        self.failures = 0
+        self.samples = 0
+
+    def failed(self, url: str, error: BaseException) -> None:
+        self.skips.add("shard", url, error)
+        self.failures += 1
+        if not self.samples and self.failures >= MAX_SHARDS_WITHOUT_SAMPLE:
+            raise RuntimeError(
+                f"{self.failures} shards failed and no sample has arrived: check the shard URLs. "
+                f"The first failure: {self.skips.first_shard_error()}"
+            ) from error
+
+    def handler(self, error: BaseException) -> bool:
+        """A webdataset `handler=`: count the failure (webdataset appends the stream and the URL), go on."""
+        self.failed(error.args[-1] if _from_expander(error) else "shard data", error)
+        return True
+
+    def count(self, samples: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for sample in samples:
+            self.samples += 1
+            yield sample
+
+
+def _open_shards(shards: Iterator[dict[str, Any]], health: _ShardHealth) -> Iterator[dict[str, Any]]:
     failures = 0
     for shard in shards:
         try:
             stream = _open_url(shard["url"])
         except Exception as error:  # unreachable URL, vanished file: skip the shard, keep training
-            skips.add("shard", shard["url"], error)
+            health.failed(shard["url"], error)
             failures += 1
             if failures >= MAX_SKIPS_IN_A_ROW:
                 raise RuntimeError(f"{failures} shards in a row could not be opened (last: {shard['url']})") from error
@@ -202,10 +252,12 @@ def read_samples(shards: Iterable[dict[str, Any]], *, skips: SkipCounts) -> Iter
     """The samples of shards given as `{"url": ...}` dicts, in order.
 
     A sample is a dict of member bytes by (lowercased) extension plus `__key__` and `__url__`.
-    Shards that do not open or read are counted under "shard" and skipped.
+    Shards that do not open or read are counted under "shard" and skipped. Raises RuntimeError, with
+    the first failure's URL and error, when MAX_SHARDS_WITHOUT_SAMPLE shards fail before any sample.
     """
-    files = tar_file_expander(_open_shards(iter(shards), skips), handler=skips.handler("shard"))
-    return group_by_keys(files, handler=skips.handler("shard"))
+    health = _ShardHealth(skips)
+    files = tar_file_expander(_open_shards(iter(shards), health), handler=health.handler)
+    return health.count(group_by_keys(files, handler=health.handler))
 
 
 def image_bytes(sample: dict[str, Any]) -> bytes | None:
@@ -231,18 +283,21 @@ def _cut(
     samples: Iterator[dict[str, Any]],
     *,
     sampler: SamplerSettings,
-    whole: bool,
+    whole: bool | Iterator[bool],
     rng: np.random.Generator,
     skips: SkipCounts,
     fast_forward: FastForward,
 ) -> Iterator[PatchItem]:
     """Samples → patches (or, with `whole`, global samples); bad samples are counted and skipped.
 
+    `whole` may be an iterator of flags, one per *yielded* item (a skipped sample does not use one),
+    so that runs of flags line up with batches.
     While `fast_forward.left` > 0, items carry no pixels (None) and nothing is decoded.
     Raises RuntimeError after MAX_SKIPS_IN_A_ROW bad samples in a row (resampling would spin forever).
     """
     in_a_row = 0
-    draw = global_spec if whole else draw_spec
+    flags = whole if not isinstance(whole, bool) else None
+    draw = global_spec if (next(flags) if flags is not None else whole) else draw_spec
     for sample in samples:
         key = sample.get("__key__", "?")
         data = image_bytes(sample)
@@ -251,14 +306,20 @@ def _cut(
                 members = sorted(k for k in sample if not k.startswith("__"))
                 raise LookupError(f"no image member among {members}")
             header = read_header(data)
+            check_decodable(header, max_pixels=LIMITS.max_pixels, max_decode_bytes=LIMITS.max_decode_bytes)
+            check_complete(data, header)  # a cut reads only part of the image: a missing end is found here
             drawn = draw(width=header.width, height=header.height, settings=sampler, rng=rng)
             if fast_forward.left > 0:
                 fast_forward.left -= 1
                 yield PatchItem(None, drawn.spec, key)
+                if flags is not None:
+                    draw = global_spec if next(flags) else draw_spec
                 continue
             patch = cut_patch(data, drawn, header=header)
         except (LookupError, Rejected, pyvips.Error, ValueError) as error:
             reason = "no_image" if data is None else "too_small" if isinstance(error, ImageTooSmall) else "unreadable"
+            if isinstance(error, Rejected) and error.reason in ("too_many_pixels", "too_large_to_decode"):
+                reason = "too_large"
             skips.add(reason, key, error)
             in_a_row += 1
             if in_a_row >= MAX_SKIPS_IN_A_ROW:
@@ -266,6 +327,8 @@ def _cut(
             continue
         in_a_row = 0
         yield PatchItem(patch.pixels, patch.spec, key)
+        if flags is not None:
+            draw = global_spec if next(flags) else draw_spec
 
 
 def _mix(patches: Iterator[PatchItem], globals_: Iterator[PatchItem], *, prob_global: float, rng: np.random.Generator):
@@ -274,6 +337,32 @@ def _mix(patches: Iterator[PatchItem], globals_: Iterator[PatchItem], *, prob_gl
         source = globals_ if rng.random() < prob_global else patches
         try:
             yield next(source)
+        except StopIteration:
+            return
+
+
+def _batch_flags(*, prob_global: float, batch_size: int, rng: np.random.Generator) -> Iterator[bool]:
+    """Whether each element is global, decided once per run of `batch_size` elements (per batch)."""
+    while True:
+        yield from itertools.repeat(bool(rng.random() < prob_global), batch_size)
+
+
+def _mix_batches(
+    patches: Iterator[PatchItem],
+    globals_: Iterator[PatchItem],
+    *,
+    prob_global: float,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> Iterator[PatchItem]:
+    """Runs of `batch_size` elements, each run all from `globals_` (probability prob_global) or all from `patches`.
+
+    Batching the result in order gives batches that are wholly global or wholly HR patches, as the
+    reference implementation draws them. Ends when the chosen source ends (a last, partial run).
+    """
+    for is_global in _batch_flags(prob_global=prob_global, batch_size=batch_size, rng=rng):
+        try:
+            yield next(globals_ if is_global else patches)
         except StopIteration:
             return
 
@@ -332,19 +421,26 @@ class PatchStream(IterableDataset):
         skip = self.start_batch if self._passes == 1 else 0
         fast_forward = FastForward(max(0, -(-(skip - worker) // workers)) * self.settings.batch_size)
 
-        def cut(urls: list[str], *, whole: bool, stream: int, settings: SamplerSettings) -> Iterator[PatchItem]:
+        def cut(urls: list[str], *, whole, stream: int, settings: SamplerSettings) -> Iterator[PatchItem]:
             samples = self._samples(urls, worker=worker, epoch=epoch, stream=stream)
             return _cut(samples, sampler=settings, whole=whole, rng=rng, skips=self.skips, fast_forward=fast_forward)
 
-        if not self.lr_urls:
-            items = cut(self.hr_urls, whole=False, stream=0, settings=sampler)
+        s = self.settings
+        patch_only = dataclasses.replace(sampler, global_prob=0.0)
+        if not self.lr_urls and (gp in (0, 1) or sampler.global_mixing == "element"):
+            items = cut(self.hr_urls, whole=False, stream=0, settings=sampler)  # draw_spec decides per element
+        elif not self.lr_urls:  # HR squares are the global samples, whole batches of them
+            flags = _batch_flags(prob_global=gp, batch_size=s.batch_size, rng=rng)
+            items = cut(self.hr_urls, whole=flags, stream=0, settings=patch_only)
         elif gp == 1:
             items = cut(self.lr_urls, whole=True, stream=1, settings=sampler)
         else:
-            patches = cut(self.hr_urls, whole=False, stream=0, settings=dataclasses.replace(sampler, global_prob=0.0))
-            globals_ = cut(self.lr_urls, whole=True, stream=1, settings=sampler)  # lr_urls is empty when gp = 0
-            items = _mix(patches, globals_, prob_global=gp, rng=rng)
-        s = self.settings
+            patches = cut(self.hr_urls, whole=False, stream=0, settings=patch_only)
+            globals_ = cut(self.lr_urls, whole=True, stream=1, settings=sampler)
+            if sampler.global_mixing == "batch":
+                items = _mix_batches(patches, globals_, prob_global=gp, batch_size=s.batch_size, rng=rng)
+            else:
+                items = _mix(patches, globals_, prob_global=gp, rng=rng)
         skipped_batches = fast_forward.left // s.batch_size
         for _ in itertools.islice(items, fast_forward.left):
             pass
@@ -363,7 +459,17 @@ class PatchLoader:
         self._skips = skips
 
     def __iter__(self) -> Iterator[PatchBatch]:
-        return iter(self.dataloader)
+        """The batches of one epoch. Raises RuntimeError, naming the first failure, when there are none
+        because every shard failed (a wrong URL, a dataset that is gone)."""
+        batches = 0
+        for batch in self.dataloader:
+            batches += 1
+            yield batch
+        if not batches and (first := self._skips.first_shard_error()):
+            raise RuntimeError(
+                f"no batch in this epoch: every shard failed ({self._skips.as_dict()['shard']} skipped); "
+                f"check the shard URLs. The first failure: {first}"
+            )
 
     def skipped(self) -> dict[str, int]:
         """Samples (or shards, under "shard") skipped so far by reason, over all workers."""

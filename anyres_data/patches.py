@@ -1,7 +1,7 @@
 """Cutting a patch out of encoded image bytes with libvips, reading only what the patch needs.
 
 The result equals Pillow's `resize((p, p), LANCZOS, box=...)` on the fully decoded image (the
-"Real patches" recipe of DESIGN.md) without decoding or resizing the whole image:
+"Real patches" recipe of docs/design.md) without decoding or resizing the whole image:
 
 1. the header (`anyres_data.probe.read_header`) gives the stored size and the EXIF orientation;
 2. JPEGs are decoded with DCT shrink-on-load by k ∈ {1, 2, 4, 8}, the largest that leaves at least

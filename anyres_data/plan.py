@@ -2,9 +2,10 @@
 
 A partition is written (whole, atomically) once it holds `shard_size` candidates to fetch, together
 with the candidates rejected before download on the way (license, the size a source reports, a key
-seen before). Shard tasks read their partition, so a re-run task and a resumed build work on exactly
-the inputs of the first run, even if a web source has changed since. A resumed plan skips as many
-candidates of the source as the partitions on disk hold, and goes on from there.
+seen before, a candidate its source could not read). Shard tasks read their partition, so a re-run
+task and a resumed build work on exactly the inputs of the first run, even if a web source has
+changed since. A resumed plan skips as many candidates of the source as the partitions on disk
+hold, and goes on from there.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def plan(
         try:
             if candidate.key in seen:
                 raise Rejected("duplicate_key", f"key {candidate.key} proposed before")
+            if candidate.error is not None:
+                raise Rejected(*candidate.error)
             check_candidate(candidate, filters)
         except Rejected as rejected:
             reason, message = rejected.reason, rejected.message

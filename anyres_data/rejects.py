@@ -13,15 +13,19 @@ REASONS: dict[str, str] = {
     "license": "the license is not among the allowed ones (--license), or unknown while a filter is set",
     "unsupported_scheme": "the URL is not http(s) (only local sources may read local paths; demo:// only demo)",
     "http_<status>": "the server answered with an HTTP error status (after retries for 429 and 5xx)",
-    "timeout": "no answer within --timeout seconds, or the whole download took longer than --deadline",
+    "timeout": "no answer within --first-byte-timeout, no data for --timeout seconds, or the whole download took "
+    "longer than --deadline",
     "connection_error": "the connection failed or broke off (after retries)",
     "too_large": "the file is larger than --max-bytes (checked while streaming)",
-    "read_error": "a local or fsspec file could not be read",
+    "read_error": "a local or fsspec file (or tar member) could not be read, or is not a regular file",
+    "malformed": "the source's own record of the candidate is unusable (e.g. a Flickr search result that is no object)",
     "empty": "zero bytes",
     "not_an_image": "libvips finds no image format in the bytes (e.g. an HTML page served as image/jpeg)",
     "unsupported_format": "a format that is not a raster photo format we store (SVG, PDF, video, ...)",
     "animated": "an animated GIF/WebP (more than one frame); a photo dataset keeps still images",
     "too_many_pixels": "stored width x height above --max-pixels, read from the header (decompression bombs)",
+    "too_large_to_decode": "decoding would hold more than --max-decode-bytes (an image that decodes whole, such as "
+    "an interlaced PNG, counted at its full decoded size)",
     "below_min_size": "shorter displayed side (after EXIF orientation) below --min-size",
     "extreme_aspect": "longer side / shorter side above --max-aspect",
     "truncated": "the data ends before the image does",
@@ -29,6 +33,15 @@ REASONS: dict[str, str] = {
     "duplicate": "the same bytes (sha256) as a kept image",
     "near_duplicate": "perceptual hash within --near-duplicate-distance bits of a larger kept image",
 }
+
+# Reasons that say nothing about the image, only about the network or the server at that moment: the
+# build retries them once more at its end, and --resume retries them again (see `is_transient`).
+TRANSIENT = ("timeout", "connection_error", "http_429")
+
+
+def is_transient(reason: str) -> bool:
+    """Whether a rejection may go away by itself: timeout, connection_error, HTTP 429 and every 5xx."""
+    return reason in TRANSIENT or (reason.startswith("http_5") and len(reason) == 8)
 
 
 class Rejected(Exception):

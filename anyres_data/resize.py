@@ -1,6 +1,6 @@
 """The resizer stage (img2dataset's reader → downloader → **resizer** → writer), off by default.
 
-A native-resolution dataset keeps every image's original bytes (DESIGN.md); a recipe that needs
+A native-resolution dataset keeps every image's original bytes (docs/design.md); a recipe that needs
 images at other sizes (the paper's FFHQ6k: all of FFHQ at 256, 5k images between 512 and 1024)
 resizes them here. The shorter side (as displayed) goes to a target — fixed, or drawn per image
 uniformly from a range with a seeded hash of the sample's key, so a rerun or a resumed build draws
@@ -21,6 +21,7 @@ from typing import Literal
 
 import pyvips
 
+from anyres_data.payload import Data, vips_thumbnail
 from anyres_data.probe import ImageHeader
 from anyres_data.rejects import Rejected
 from anyres_data.settings import setting
@@ -75,13 +76,13 @@ def resized_size(width: int, height: int, side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), side
 
 
-def resize_image(data: bytes, *, width: int, height: int, settings: ResizeSettings, fail_on: str = "error") -> bytes:
+def resize_image(data: Data, *, width: int, height: int, settings: ResizeSettings, fail_on: str = "error") -> bytes:
     """Encoded bytes of the image in `data` resized to width×height as displayed (8-bit sRGB, no metadata).
 
     Raises Rejected("corrupt") when libvips cannot decode it.
     """
     try:
-        image = pyvips.Image.thumbnail_buffer(data, width, height=height, size="force", fail_on=fail_on)
+        image = vips_thumbnail(data, width, height=height, size="force", option_string=f"fail_on={fail_on}")
         if image.get_typeof("icc-profile-data") and image.interpretation in ("srgb", "rgb16") and image.bands in (3, 4):
             image = image.icc_transform("srgb", embedded=True)  # stored without the profile: convert first
         if image.interpretation not in ("srgb", "b-w") or image.format != "uchar":
@@ -96,7 +97,7 @@ def resize_image(data: bytes, *, width: int, height: int, settings: ResizeSettin
         raise Rejected("corrupt", f"resize failed: {first}") from None
 
 
-def resize(data: bytes, header: ImageHeader, *, key: str, settings: ResizeSettings, fail_on: str = "error") -> bytes:
+def resize(data: Data, header: ImageHeader, *, key: str, settings: ResizeSettings, fail_on: str = "error") -> Data:
     """The bytes to store for sample `key`: resized per `settings`, or `data` itself (the same object)
     when the mode is none or the image's shorter side is already at or below its target.
 

@@ -1,9 +1,11 @@
-"""Drawing patch specs for real images: which square, which scale, which window (DESIGN.md, "Real patches").
+"""Drawing patch specs for real images: which square, which scale, which window (docs/design.md, "Real patches").
 
 For an image of displayed size w×h, the unit square is a square of side m = min(w, h) at offset
 (ox, oy) (random or centred). A patch is the p×p window at (x0, y0) of that square rendered at
-s×s, with p ≤ s ≤ m: only downsampling, never upsampling. With probability `global_prob` a
-sample is instead global: the whole square rendered at p×p (s = p, x0 = y0 = 0).
+s×s, with s_min ≤ s ≤ m (s_min = 2p by default, as in the paper's runs; never below p: only
+downsampling, never upsampling). With probability `global_prob` a sample is instead global: the
+whole square rendered at p×p (s = p, x0 = y0 = 0); the loader makes that choice per batch or per
+element (`global_mixing`).
 
 Everything here is pure arithmetic on sizes; cutting the pixels is `anyres_data.patches`.
 """
@@ -20,6 +22,8 @@ import numpy as np
 from anyres_data.settings import setting
 from anyres_data.spec import PatchSpec
 
+SCALE_MAX_DEFAULT = 0.5  # HR patches at s ≥ 2p, as in the paper's published runs
+
 
 @dataclass(frozen=True)
 class SamplerSettings:
@@ -27,12 +31,12 @@ class SamplerSettings:
 
     p: int = setting(256, "Patch size in pixels (the generator's output size).")
     s_min: float | None = setting(
-        None, "Smallest target size s of the square rendering; None: p / scale_max (p by default)."
+        None, "Smallest target size s of the square rendering; None: p / scale_max (2p by default)."
     )
     scale_max: float = setting(
-        1.0,
-        "The reference implementation's zoom-out bound: s is at least p / scale_max "
-        "(0.5 → s ≥ 2p). Give s_min or scale_max, not both.",
+        SCALE_MAX_DEFAULT,
+        "The reference implementation's zoom-out bound: s is at least p / scale_max (0.5 → s ≥ 2p, the "
+        "published runs; 1 → s ≥ p). s_min, when given, replaces p / scale_max.",
     )
     s_max: float | None = setting(None, "Largest target size s; None: the square's side m (native resolution).")
     size_distribution: Literal["uniform", "log_uniform", "fixed"] = setting(
@@ -47,11 +51,16 @@ class SamplerSettings:
         "random", "Where the square of side min(w, h) lies: random offset (training) or centred."
     )
     global_prob: float = setting(0.5, "Probability that a sample is global: the whole square resized to p×p.")
+    global_mixing: Literal["batch", "element"] = setting(
+        "batch",
+        "batch: with probability global_prob the whole batch is global, else all HR patches (the reference's; "
+        "minibatch-std groups never mix scales). element: each sample decides alone.",
+    )
 
     def __post_init__(self) -> None:
         if self.p < 1:
             raise ValueError(f"p must be a positive number of pixels, got {self.p}")
-        if self.s_min is not None and self.scale_max != 1.0:
+        if self.s_min is not None and self.scale_max != SCALE_MAX_DEFAULT:
             raise ValueError("give s_min or scale_max, not both (s_min = p / scale_max)")
         if not 0 < self.scale_max <= 1:
             raise ValueError(f"scale_max must be in (0, 1] (s ≥ p / scale_max ≥ p), got {self.scale_max}")

@@ -157,9 +157,25 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping from any fsspec location."""
-    with fsspec.open(str(path), "r") as f:
-        data = yaml.safe_load(f) or {}
+    """Read a YAML mapping from any fsspec location.
+
+    Only plain YAML is read (`yaml.safe_load`): a Python object tag such as `!!python/object` is
+    refused. Raises ValueError, naming the file, when it cannot be read or is not a plain mapping.
+    """
+    try:
+        with fsspec.open(str(path), "r") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.constructor.ConstructorError as err:
+        tag = f" {err.problem.split('tag ', 1)[-1]}" if err.problem and "tag" in err.problem else ""
+        line = f" (line {err.problem_mark.line + 1})" if err.problem_mark else ""
+        raise ValueError(
+            f"{path}: the YAML tag{tag} is not allowed{line}; "
+            "settings files hold only mappings, lists, strings, numbers and booleans"
+        ) from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read the settings file {path}: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a YAML mapping at the top level, got {type(data).__name__}")
     return data

@@ -8,7 +8,10 @@ Reading uses webdataset's own tar iterators on an fsspec stream, so any fsspec U
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -19,6 +22,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from anyres_data import storage
 from anyres_data.ingest import Sample
+from anyres_data.payload import SpilledFile
 
 
 def encode_metadata(metadata: dict[str, Any]) -> bytes:
@@ -39,14 +43,38 @@ class ShardWriter:
         self._tar: wds.TarWriter | None = None
 
     def write(self, sample: Sample) -> None:
-        self.write_members({"__key__": sample.key, sample.ext: sample.data, "json": encode_metadata(sample.metadata)})
+        members = {"__key__": sample.key, sample.ext: sample.data, "json": encode_metadata(sample.metadata)}
+        if isinstance(sample.data, SpilledFile):
+            self._write_spilled(members)
+        else:
+            self.write_members(members)
 
     def write_members(self, members: dict[str, Any]) -> None:
         """Write one sample given as webdataset members: {"__key__": key, ext: bytes, ...}."""
+        self._writer().write(members)
+        self.count += 1
+
+    def _writer(self) -> wds.TarWriter:
         if self._tar is None:
             f = self._stack.enter_context(storage.atomic_open(self.url, self.tmp_dir))
             self._tar = wds.TarWriter(f, encoder=False)
-        self._tar.write(members)
+        return self._tar
+
+    def _write_spilled(self, members: dict[str, Any]) -> None:
+        """As TarWriter.write (same member order and fields), copying a spilled file's bytes from disk."""
+        writer = self._writer()
+        key = members["__key__"]
+        for ext in sorted(name for name in members if name != "__key__"):
+            value = members[ext]
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.mtime, info.mode, info.uname, info.gname = time.time(), writer.mode, writer.user, writer.group
+            if isinstance(value, SpilledFile):
+                info.size = value.size
+                with open(value.path, "rb") as f:
+                    writer.tarstream.addfile(info, f)
+            else:
+                info.size = len(value)
+                writer.tarstream.addfile(info, io.BytesIO(value))
         self.count += 1
 
     def __enter__(self) -> ShardWriter:

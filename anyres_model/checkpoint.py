@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,7 +78,13 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
 
     Raises ValueError if the file is not one, FileNotFoundError if there is none.
     """
-    payload = torch.load(resolve_checkpoint(path), map_location=map_location, weights_only=True)
+    try:
+        payload = torch.load(resolve_checkpoint(path), map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:  # foreign pickles, truncated files
+        raise ValueError(
+            f"{path} is not a checkpoint this tool wrote (it holds objects other than tensors and plain "
+            "data, or is damaged); anyres checkpoints load without running any pickled code"
+        ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an anyres checkpoint (expected format {FORMAT!r})")
     return Checkpoint(

@@ -257,7 +257,10 @@ def _command(
     ),
 ) -> None:
     """Render an image (or a zoom strip) of any size from a generator checkpoint."""
-    out = run_render(settings, checkpoint)
+    try:
+        out = run_render(settings, checkpoint)
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err)) from err
     typer.echo(f"wrote {out}")
 
 

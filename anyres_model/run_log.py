@@ -1,4 +1,4 @@
-"""What a training run writes as it goes: scalars (CSV + TensorBoard), image grids, time shares."""
+"""What a training run writes as it goes: scalars (CSV + TensorBoard), image grids, time shares, the scales drawn."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +51,60 @@ class StepTimer:
 
     def reset(self) -> None:
         self.seconds.clear()
+
+
+COVERAGE_EDGES = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0)  # s / p, bin lower edges
+
+
+@dataclass
+class SpecCoverage:
+    """Which scales training really drew: a histogram of s / p over every real sample (globals in the first bin).
+
+    Counted from the batches the loader delivered, so it is the realised coverage, not the intended
+    one; `counts[i]` holds samples with COVERAGE_EDGES[i] ≤ s / p < COVERAGE_EDGES[i + 1].
+    """
+
+    counts: list[int] = field(default_factory=lambda: [0] * len(COVERAGE_EDGES))
+    sum_s: float = 0.0  # pixels
+    p: int = 0
+
+    def add(self, specs: torch.Tensor) -> None:
+        """Count a batch's specs (B, 4) = (s, x0, y0, p)."""
+        ratio = (specs[:, 0] / specs[:, 3]).double().cpu().numpy()
+        edges = np.asarray(COVERAGE_EDGES) * (1 - 1e-6)  # s = 2p counts as ≥ 2p despite rounding
+        index = np.clip(np.searchsorted(edges, ratio, side="right") - 1, 0, len(edges) - 1)
+        for i in index:
+            self.counts[int(i)] += 1
+        self.sum_s += float(specs[:, 0].double().sum())
+        self.p = int(specs[0, 3])
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+    def share_at_least(self, k: float) -> float:
+        """Share of samples with s ≥ k·p (k must be one of COVERAGE_EDGES)."""
+        start = COVERAGE_EDGES.index(k)
+        return sum(self.counts[start:]) / max(self.total, 1)
+
+    def summary(self) -> dict[str, float]:
+        """E[s] in pixels and in units of p, and the share of samples at s ≥ 2p, 3p, 4p."""
+        mean = self.sum_s / max(self.total, 1)
+        return {
+            "samples": self.total,
+            "mean_s": mean,
+            "mean_s_over_p": mean / self.p if self.p else 0.0,
+            **{f"share_s_ge_{k:g}p": self.share_at_least(k) for k in (2.0, 3.0, 4.0)},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": list(COVERAGE_EDGES), "counts": list(self.counts), "sum_s": self.sum_s, "p": self.p}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpecCoverage:
+        if list(data["edges"]) != list(COVERAGE_EDGES):
+            raise ValueError("coverage was counted with other bins")
+        return cls(counts=[int(c) for c in data["counts"]], sum_s=float(data["sum_s"]), p=int(data["p"]))
 
 
 class ScalarLog:

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from anyres_model.losses import discriminator_loss, generator_loss, r1_penalty
 from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
 from anyres_model.perceptual import load_lpips
-from anyres_model.run_log import ScalarLog, StepTimer, save_image_grid
+from anyres_model.run_log import ScalarLog, SpecCoverage, StepTimer, save_image_grid
 from anyres_model.teacher import teacher_loss
 from anyres_model.train_config import TrainConfig
 
@@ -78,6 +78,7 @@ class Networks:
 class Progress:
     step: int = 0  # completed steps (= batches consumed per rank)
     nimg: int = 0  # real samples shown to D, all ranks
+    coverage: SpecCoverage = field(default_factory=SpecCoverage)  # scales drawn on this rank
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -182,7 +183,12 @@ def save_run(path: Path, cfg: TrainConfig, nets: Networks, opts, progress: Progr
     if nets.teacher is not None:
         tensors["teacher"] = nets.teacher.state_dict()
     config = {**network_config(g_cfg, d_cfg), "train": to_dict(cfg)}
-    extra = {"step": progress.step, "nimg": progress.nimg, "kimg": progress.nimg / 1000}
+    extra = {
+        "step": progress.step,
+        "nimg": progress.nimg,
+        "kimg": progress.nimg / 1000,
+        "coverage": progress.coverage.to_dict(),
+    }
     save_checkpoint(path, config=config, tensors=tensors, extra_json=extra)
 
 
@@ -200,7 +206,9 @@ def restore_run(path: Path, cfg: TrainConfig, nets: Networks, opts, device: torc
     torch.set_rng_state(ckpt.tensors["rng_cpu"].cpu())
     if "rng_cuda" in ckpt.tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in ckpt.tensors["rng_cuda"]])
-    return Progress(step=int(ckpt.extra_json["step"]), nimg=int(ckpt.extra_json["nimg"]))
+    extra = ckpt.extra_json
+    coverage = SpecCoverage.from_dict(extra["coverage"]) if "coverage" in extra else SpecCoverage()
+    return Progress(step=int(extra["step"]), nimg=int(extra["nimg"]), coverage=coverage)
 
 
 def train_step(
@@ -241,11 +249,13 @@ def train_step(
         with timer.part("teacher"), torch.no_grad(), autocast:
             target = nets.teacher(z_g).float()
         with timer.part("lpips"):
-            tl = teacher_loss(fakes.float(), specs, target, lpips_model)
+            tl = teacher_loss(fakes.float(), specs, target, lpips_model, structure=cfg.teacher_structure)
             loss_t = tl.total.mean()
         loss_g = loss_g + cfg.teacher_weight * loss_t
         stats["loss/teacher_l1"] = tl.l1.mean().detach()
         stats["loss/teacher_lpips"] = tl.lpips.mean().detach()
+        if tl.structure is not None:
+            stats["loss/teacher_structure"] = tl.structure.mean().detach()
     with timer.part("G"):
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -317,6 +327,7 @@ def train(cfg: TrainConfig) -> Path:
 
     batch_total = cfg.data.batch_size * proc.world_size
     ema_kimg = cfg.ema_kimg if cfg.ema_kimg is not None else 10 * batch_total / 32
+    rampup = cfg.ema_rampup if cfg.phase == "global" or cfg.patch_ema_rampup else None
     total_nimg = round(cfg.total_kimg * 1000)
     grid_z = torch.randn(GRID_LATENTS, nets.G.cfg.z_dim, generator=torch.Generator().manual_seed(cfg.data.seed)).to(
         proc.device
@@ -339,8 +350,9 @@ def train(cfg: TrainConfig) -> Path:
             )
             progress.step += 1
             progress.nimg += batch_total
+            progress.coverage.add(batch.specs)
             window_nimg += batch_total
-            beta = ema_beta(batch=batch_total, nimg=progress.nimg, ema_kimg=ema_kimg, rampup=cfg.ema_rampup)
+            beta = ema_beta(batch=batch_total, nimg=progress.nimg, ema_kimg=ema_kimg, rampup=rampup)
             update_ema(nets.G_ema, nets.G, beta)
             bar.update(batch_total)
 
@@ -371,6 +383,8 @@ def train(cfg: TrainConfig) -> Path:
                 distributed.check_in_sync(nets.G, proc.world_size)
                 if proc.is_main:
                     save_run(last_path, cfg, nets, opts, progress)
+                    coverage = {"rank0": progress.coverage.summary(), "histogram": progress.coverage.to_dict()}
+                    (run_dir / "coverage.json").write_text(json.dumps(coverage, indent=2))
                 next_snapshot = _next_multiple(progress.nimg, cfg.snapshot_kimg)
     finally:
         bar.close()

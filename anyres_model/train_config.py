@@ -27,8 +27,10 @@ class TrainConfig:
         "global: phase 1, fixed-scale pretraining (every sample global: s = p, v = (0.5, 0.5)); "
         "patch: phase 2, HR patches at random scales mixed with global samples, with the teacher.",
     )
-    preset: Literal["tiny", "small", "paper"] = setting(
-        "tiny", "Model size: tiny (p = 32, CPU), small (p = 64), paper (p = 256). --p must equal its patch size."
+    preset: Literal["tiny", "tiny64", "small", "paper"] = setting(
+        "tiny",
+        "Model size: tiny (p = 32, CPU), tiny64 (p = 64, narrow, CPU experiments), small (p = 64), "
+        "paper (p = 256). --p must equal its patch size.",
     )
     conv_kernel: int | None = setting(
         None,
@@ -53,9 +55,21 @@ class TrainConfig:
     )
     r1_interval: int = setting(16, "Lazy R1: every this many D steps, weighted by the interval (0: no R1).")
     ema_kimg: float | None = setting(None, "Half-life of G's EMA in kimg; None: 10 × batch / 32 (StyleGAN3).")
-    ema_rampup: float | None = setting(0.05, "EMA half-life is at most this fraction of the images seen; None: off.")
+    ema_rampup: float | None = setting(
+        0.05, "Phase 1: the EMA half-life is at most this fraction of the images seen; None: off."
+    )
+    patch_ema_rampup: bool = setting(
+        False,
+        "Apply ema_rampup in phase 2 too. Off by default, as in the reference: phase 2's G_ema starts from "
+        "phase 1's trained G_ema, and a ramp-up counted from phase 2's start would shrink its half-life.",
+    )
     xflip: bool = setting(True, "Mirror half of the real samples (their specs are mirrored too).")
     teacher_weight: float = setting(5.0, "λ of the teacher loss in phase 2 (the paper's value; 0: no teacher).")
+    teacher_structure: Literal["none", "laplacian"] = setting(
+        "none",
+        "Weight-free structural term added to the teacher distance: laplacian = L1 of the difference's "
+        "Laplacian-pyramid bands (for runs without LPIPS's AlexNet weights); none: L1 (+ LPIPS) only.",
+    )
     lpips: str = setting(
         "alex",
         "LPIPS trunk for the teacher loss: alex (AlexNet weights from the torch hub cache), a path to "

@@ -21,8 +21,8 @@ from anyres_data.rejects import REASONS
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.demo import DemoSettings
 from anyres_data.sources.folder import FolderSettings
-from anyres_data.sources.urls import UrlListSettings
 from anyres_data.verify import verify
+from tests.support.builds import url_list_settings
 from tests.support.corpus import CORPUS_FETCH, CORPUS_FILTERS, file_cases, network_cases
 from tests.support.http_server import ImageServer
 
@@ -48,15 +48,8 @@ def corpus_site(cases, tmp_path_factory):
 
 
 def corpus_settings(out, url_list, **options) -> BuildSettings:
-    defaults = {"name": "corpus", "shard_size": 5, "threads": 4, "progress": False}
-    return BuildSettings(
-        source="urls",
-        out=str(out),
-        sources=SourceSettings(urls=UrlListSettings(url_list=str(url_list))),
-        filters=CORPUS_FILTERS,
-        fetch=CORPUS_FETCH,
-        **(defaults | options),
-    )
+    defaults = {"name": "corpus", "shard_size": 5, "threads": 4, "filters": CORPUS_FILTERS, "fetch": CORPUS_FETCH}
+    return url_list_settings(out, url_list, **(defaults | options))
 
 
 @pytest.fixture(scope="module")

@@ -58,3 +58,29 @@ def test_a_missing_api_key_is_a_clear_error(server, tmp_path, monkeypatch):
     command += ["--api-endpoint", server.endpoint, "--workers", "0"]
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 2 and "FLICKR_API_KEY" in result.output
+
+
+def flickr_command(server, out, *extra: str) -> list[str]:
+    command = ["build", "--source", "flickr", "--query", "church", "--out", str(out), "--api-endpoint", server.endpoint]
+    return [*command, "--api-calls-per-hour", "1000000", "--workers", "0", "--no-progress", *extra]
+
+
+def test_an_answer_nested_200000_deep_is_a_clear_error(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLICKR_API_KEY", TEST_KEY)
+    server.fault("deep_json")
+    result = CliRunner().invoke(app, flickr_command(server, tmp_path / "deep"))
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output  # no RecursionError
+    assert "nested too deeply" in result.output and "--api-endpoint" in result.output
+
+
+def test_malformed_photo_entries_are_counted_rejections(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLICKR_API_KEY", TEST_KEY)
+    server.fault("malformed_photos")  # a number, a string, null, a list and an object without an id
+    out = tmp_path / "malformed"
+    result = CliRunner().invoke(app, flickr_command(server, out, "--max-photos", "9", "--threads", "2"))
+    assert result.exit_code == 0, result.output
+    rejects = read_rejects(str(out))
+    malformed = rejects[rejects["reason"] == "malformed"]
+    assert len(malformed) == 5 and load_info(str(out)).data["counts"]["candidates"] == 9
+    assert malformed["message"].str.contains("search result").all()
+    assert len(read_manifest(str(out))) >= 1 and verify(str(out)).ok

@@ -118,25 +118,42 @@ def test_resampled_mode_is_infinite_and_reproducible(hr_dir):
     assert len(list(make_loader(bounded, sampler))) == 5
 
 
-def test_lr_global_samples_mixed_with_hr_patches(hr_dir, lr_dir):
+@pytest.mark.parametrize("mixing", ["batch", "element"])
+def test_lr_global_samples_mixed_with_hr_patches(hr_dir, lr_dir, mixing):
     root, _ = hr_dir
-    settings = LoaderSettings(hr=f"{root}/shards/test-000000.tar", lr=str(lr_dir), batch_size=8, workers=0)
-    batches = list(itertools.islice(make_loader(settings, SamplerSettings(p=P, global_prob=0.5)), 12))
-    from_lr = hr_patches = 0
+    settings = LoaderSettings(hr=f"{root}/shards/test-000000.tar", lr=str(lr_dir), batch_size=4, workers=0)
+    sampler = SamplerSettings(p=P, global_prob=0.5, global_mixing=mixing)
+    batches = list(itertools.islice(make_loader(settings, sampler), 20))
+    from_lr = hr_patches = mixed_batches = 0
     for batch in batches:
-        check_batch(batch, size=8)
+        check_batch(batch, size=4)
+        lr_keys = sum(key.startswith("lr_") for key in batch.keys)
+        mixed_batches += 0 < lr_keys < len(batch.keys)
         for key, spec in zip(batch.keys, batch.specs, strict=True):
             if key.startswith("lr_"):
                 from_lr += 1
                 assert spec.tolist() == pytest.approx(list(PatchSpec.global_(P).as_tuple()), abs=0.5)
             else:
                 hr_patches += 1
-                assert spec[0] > P  # HR samples are patches when an LR set gives the global ones
-    assert 0.3 < from_lr / (from_lr + hr_patches) < 0.7
+                assert spec[0] >= 2 * P - 1e-9  # HR samples are patches (s ≥ 2p by default) when LR gives the globals
+    assert 0.15 < from_lr / (from_lr + hr_patches) < 0.85
+    if mixing == "batch":
+        assert mixed_batches == 0  # a batch is wholly global or wholly HR patches, as in the reference
+    else:
+        assert mixed_batches > 0
     # phase 1: global samples only, from the LR set alone
     phase1 = LoaderSettings(lr=str(lr_dir), batch_size=4, workers=0)
     for batch in itertools.islice(make_loader(phase1, SamplerSettings(p=P, global_prob=1.0)), 3):
         assert all(key.startswith("lr_") for key in batch.keys)
+
+
+def test_batch_mixing_without_an_lr_set_takes_global_batches_from_hr_squares(hr_dir):
+    root, _ = hr_dir
+    settings = LoaderSettings(hr=str(root), batch_size=4, workers=0)
+    batches = list(itertools.islice(make_loader(settings, SamplerSettings(p=P, global_prob=0.5)), 16))
+    kinds = [set((batch.specs[:, 0] == P).tolist()) for batch in batches]
+    assert all(len(kind) == 1 for kind in kinds)  # never a mix within one batch
+    assert {True} in kinds and {False} in kinds
 
 
 def window(image, spec: PatchSpec) -> np.ndarray:

@@ -29,10 +29,10 @@ def shards(tmp_path_factory):
     return str(out)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_start_batch_resumes_the_stream_exactly(shards, workers):
+@pytest.mark.parametrize(("workers", "mixing"), [(0, "batch"), (0, "element"), (2, "batch")])
+def test_start_batch_resumes_the_stream_exactly(shards, workers, mixing):
     settings = LoaderSettings(hr=shards, batch_size=3, workers=workers, seed=5, shuffle_buffer=6)
-    sampler = SamplerSettings(p=32, global_prob=0.3)
+    sampler = SamplerSettings(p=32, global_prob=0.3, global_mixing=mixing, scale_max=1.0)
     full = list(itertools.islice(make_loader(settings, sampler, rank=0, world_size=1), 7))
     resumed = list(itertools.islice(make_loader(settings, sampler, rank=0, world_size=1, start_batch=4), 3))
     for a, b in zip(full[4:], resumed, strict=True):

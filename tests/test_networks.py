@@ -123,7 +123,9 @@ def test_fast_and_reference_ops_give_the_same_generator():
     grads = torch.autograd.grad(out.square().sum(), params)
     grads_ref = torch.autograd.grad(ref.square().sum(), params_ref)
     for g, r in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-6)
+        # float32 sums in another order: agreement relative to the gradient's own scale, not elementwise near 0
+        assert float((g - r).norm() / r.norm()) < 1e-4
+        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-4 * float(r.abs().max()))
 
 
 def stylegan3_input(layer, w, size):

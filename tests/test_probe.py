@@ -12,7 +12,7 @@ import pyvips
 
 from anyres_data.candidate import Candidate
 from anyres_data.filters import FilterSettings, check_candidate, check_header
-from anyres_data.probe import decode_thumbnail, read_header
+from anyres_data.probe import check_complete, decode_thumbnail, read_header
 from anyres_data.rejects import REASONS, Rejected
 from tests.support.corpus import CORPUS_FILTERS, file_cases, header_bomb_jpeg, header_bomb_png
 from tests.support.photos import encode, structured_image
@@ -121,3 +121,44 @@ def test_min_size_applies_to_the_displayed_shorter_side():
     rotated = next(c for c in CASES if c.name == "exif-rotated")  # stored 640x480, displayed 480x640
     assert outcome(rotated.data, FilterSettings(min_size=480))[0] == "kept"
     assert outcome(rotated.data, FilterSettings(min_size=481))[0] == "below_min_size"
+
+
+def test_images_that_decode_whole_are_limited_by_their_decoded_size():
+    # the 2.8 MB file: an interlaced 16-bit RGBA PNG of 19,000 x 19,000 (361 MP, under --max-pixels)
+    header = read_header(header_bomb_png(19_000, 19_000, bit_depth=16, colour_type=6, interlace=1))
+    assert (header.interlaced, header.bands, header.bit_depth) == (True, 4, 16)
+    with pytest.raises(Rejected, match="too_large_to_decode") as info:
+        check_header(header, FilterSettings())
+    assert "interlaced png" in info.value.message and "MiB" in info.value.message
+    # the same size, not interlaced, decodes in strips: only the pixel limit applies
+    check_header(read_header(header_bomb_png(19_000, 19_000, bit_depth=16, colour_type=6)), FilterSettings())
+    # real files: an interlaced PNG and a progressive JPEG count, a baseline JPEG does not
+    pixels = structured_image(600, 400, seed=3)
+    small = FilterSettings(max_decode_bytes=600 * 400 * 3 - 1)
+    interlaced = pyvips.Image.new_from_array(pixels).copy(interpretation="srgb").pngsave_buffer(interlace=True)
+    progressive = encode(pixels, "JPEG", progressive=True, subsampling=0)  # 4:4:4: 2 bytes per sample
+    for data, estimate in ((interlaced, 2 * 600 * 400 * 3), (progressive, 2 * 600 * 400 * 3)):
+        header = read_header(data)
+        assert header.decode_bytes == estimate
+        with pytest.raises(Rejected, match="too_large_to_decode"):
+            check_header(header, small)
+    assert read_header(encode(pixels, "JPEG")).decode_bytes == 0
+    check_header(read_header(encode(pixels, "JPEG")), small)
+
+
+def test_a_non_image_is_named_by_its_kind_and_its_bytes_are_never_quoted():
+    secret = b"root:x:0:0:root:/root:/bin/bash\nsecret-token-123\n"
+    for data, kind in ((secret, "text"), (b"<!DOCTYPE html><html>private</html>", "an HTML page")):
+        with pytest.raises(Rejected) as info:
+            read_header(data)
+        assert info.value.reason == "not_an_image" and kind in info.value.message
+        assert "root" not in info.value.message and "private" not in info.value.message
+
+
+def test_a_jpeg_whose_second_half_is_zeroed_misses_its_end_marker():
+    data = bytearray(encode(structured_image(400, 300, seed=5), "JPEG", quality=90))
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)
+    header = read_header(bytes(data))  # the header is intact
+    with pytest.raises(Rejected, match="truncated"):
+        check_complete(bytes(data), header)
+    check_complete(encode(structured_image(400, 300, seed=5), "JPEG"), header)

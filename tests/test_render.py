@@ -198,3 +198,21 @@ def test_cli_renders_tiled_image_and_zoom_strip(tmp_path, generator):
     assert missing.exit_code != 0
     bad = runner.invoke(app, [str(ckpt), "--zoom-centre", "0.5"])
     assert bad.exit_code != 0 and "expected 2 values" in bad.output
+
+
+class _Payload:
+    """An object whose unpickling would run code: a weights-only load must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_pickled_object_is_not_a_checkpoint_and_the_cli_says_so(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "x", "payload": _Payload()}, path)
+    with pytest.raises(ValueError, match="not a checkpoint this tool wrote"):
+        load_checkpoint(path)
+    result = CliRunner().invoke(app, [str(path), "--out", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "this must never run" not in result.output
+    message = " ".join(result.output.replace("│", " ").split())  # rich wraps the error in a box
+    assert "not a checkpoint this tool wrote" in message and "weights_only" not in message

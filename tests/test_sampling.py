@@ -32,11 +32,11 @@ def test_default_draws_follow_the_paper_recipe():
         if d.is_global:
             assert d.spec == PatchSpec.global_(64)
         else:
-            assert 64 <= d.spec.s <= 600 and d.spec.p == 64
+            assert 128 <= d.spec.s <= 600 and d.spec.p == 64  # s ≥ 2p: the published runs' scale_max 0.5
             assert 0 <= d.spec.x0 <= d.spec.s - 64 and 0 <= d.spec.y0 <= d.spec.s - 64
     sizes = np.array([d.spec.s for d in patches])
-    # uniform in size on [p, m]: mean (p + m) / 2, sd (m - p) / sqrt(12)
-    assert abs(sizes.mean() - 332) < 4 * (536 / math.sqrt(12)) / math.sqrt(len(sizes))
+    # uniform in size on [2p, m]: mean (2p + m) / 2, sd (m - 2p) / sqrt(12)
+    assert abs(sizes.mean() - 364) < 4 * (472 / math.sqrt(12)) / math.sqrt(len(sizes))
     assert len({d.square.ox for d in out}) > 100  # random square offsets
 
 
@@ -48,12 +48,14 @@ def test_mean_size_matches_expected_patch_size(distribution):
     assert abs(sizes.mean() - expected) < 4 * sizes.std() / math.sqrt(len(sizes))
     if distribution == "log_uniform":
         logs = np.log(sizes)  # uniform in log-size: half the draws below the geometric mean
-        assert abs(np.mean(logs < (math.log(32) + math.log(1500)) / 2) - 0.5) < 0.04
+        assert abs(np.mean(logs < (math.log(settings.lowest_s) + math.log(1500)) / 2) - 0.5) < 0.04
 
 
 def test_size_bounds_scale_max_s_max_and_fixed():
     zoomed_out = SamplerSettings(p=64, scale_max=0.5, global_prob=0.0)
     assert min(d.spec.s for d in draws(500, width=800, height=800, settings=zoomed_out)) >= 128
+    down_to_p = SamplerSettings(p=64, scale_max=1.0, global_prob=0.0)
+    assert min(d.spec.s for d in draws(500, width=800, height=800, settings=down_to_p)) < 100
     capped = SamplerSettings(p=64, s_max=200.0, global_prob=0.0)
     assert max(d.spec.s for d in draws(500, width=800, height=800, settings=capped)) <= 200
     fixed = SamplerSettings(p=64, size_distribution="fixed", fixed_s=300.0, global_prob=0.0)
@@ -90,7 +92,7 @@ def test_draws_are_reproducible_per_worker_stream():
 
 
 def test_expected_scale_mixes_global_and_patch_sizes():
-    settings = SamplerSettings(p=256)
+    settings = SamplerSettings(p=256, scale_max=1.0)
     # every image 1024 wide: E[s] = 0.5 · 256 + 0.5 · (256 + 1024) / 2
     assert expected_scale(widths=[1024, 1536], heights=[1024, 1024], settings=settings) == pytest.approx(448)
     # images below p give no patches and do not count in the patch average
@@ -98,14 +100,13 @@ def test_expected_scale_mixes_global_and_patch_sizes():
     assert expected_scale(widths=[100], heights=[100], settings=SamplerSettings(p=256, global_prob=1.0)) == 256
     with pytest.raises(ValueError, match="no image"):
         expected_scale(widths=[100], heights=[100], settings=settings)
-    # the paper's birds setting (scale_max 0.5): E[s | m] = (2p + m) / 2
-    birds = SamplerSettings(p=256, scale_max=0.5)
-    assert expected_patch_size(1300, birds) == pytest.approx((512 + 1300) / 2)
+    # the paper's setting (scale_max 0.5, the default): E[s | m] = (2p + m) / 2
+    assert expected_patch_size(1300, SamplerSettings(p=256)) == pytest.approx((512 + 1300) / 2)
 
 
 def test_settings_validate_and_round_trip():
     with pytest.raises(ValueError, match="not both"):
-        SamplerSettings(s_min=512.0, scale_max=0.5)
+        SamplerSettings(s_min=512.0, scale_max=0.25)
     with pytest.raises(ValueError, match="fixed_s"):
         SamplerSettings(size_distribution="fixed")
     with pytest.raises(ValueError, match="upsampled"):

@@ -6,6 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from anyres_data.cli import app as cli
 from anyres_data.settings import from_dict, resolve, setting, to_dict, typer_options
 
 
@@ -120,3 +121,16 @@ def test_typer_options_reads_postponed_annotations():
     app.command("noop")(lambda: None)
     result = CliRunner().invoke(app, ["run", "--quiet"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_yaml_object_tag_is_a_clear_error_not_a_traceback(tmp_path):
+    config = tmp_path / "evil.yaml"
+    config.write_text('source: demo\nout: !!python/object/apply:os.system ["touch pwned"]\n')
+    with pytest.raises(ValueError, match=r"evil\.yaml: the YAML tag .*python/object/apply:os\.system.* not allowed"):
+        resolve(Demo, config=config)
+    result = CliRunner().invoke(cli, ["build", "--config", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "not allowed" in result.output and not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+    config.write_text("source: [demo\n")
+    with pytest.raises(ValueError, match="is not valid YAML"):
+        resolve(Demo, config=config)

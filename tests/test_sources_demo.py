@@ -87,3 +87,15 @@ def test_bad_settings_and_urls_are_clear_errors():
         iter_demo(DemoSettings(formats=("gif",)))
     with pytest.raises(ValueError, match="--demo-count"):
         iter_demo(DemoSettings(count=-1))
+
+
+def test_square_images_with_sides_uniform_in_a_range():
+    settings = DemoSettings(count=400, seed=4, min_side=128, max_side=256, side_distribution="uniform", max_aspect=1.0)
+    sides = np.array([(c.width, c.height) for c in iter_demo(settings)])
+    assert (sides[:, 0] == sides[:, 1]).all() and sides.min() >= 128 and sides.max() <= 256
+    # uniform in size (not in log-size): about half the sides above the midpoint 192, not above √(128·256) ≈ 181
+    assert abs(np.mean(sides[:, 0] >= 181) - 0.5) > 0.05 and abs(np.mean(sides[:, 0] >= 192) - 0.5) < 0.1
+    default = [(c.width, c.height) for c in iter_demo(DemoSettings(count=20, seed=4))]
+    assert default == [(c.width, c.height) for c in iter_demo(DemoSettings(count=20, seed=4, max_aspect=2.5))]
+    with pytest.raises(ValueError, match="max-aspect"):
+        iter_demo(DemoSettings(max_aspect=0.5))

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import tarfile
 
 import fsspec
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anyres_data.sources.folder import FolderSettings, TarReader, iter_folder
+from anyres_data.sources.folder import FolderSettings, TarReader, iter_folder, split_tar_url
 
 
 def image_bytes(fmt: str, size=(24, 16), seed=0) -> bytes:
@@ -153,3 +154,61 @@ def test_bad_folder_is_a_clear_error(tmp_path):
         iter_folder(FolderSettings())
     with pytest.raises(ValueError, match="no such folder"):
         iter_folder(FolderSettings(folder=str(tmp_path / "missing")))
+
+
+# ---------------------------------------------------------------------------------------------- hostile folders
+
+
+def test_only_regular_files_are_read_a_named_pipe_is_a_named_rejection(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(image_bytes("JPEG"))
+    os.mkfifo(tmp_path / "pipe.jpg")
+    os.mkfifo(tmp_path / "pipe.tar")
+    (tmp_path / "z.png").write_bytes(image_bytes("PNG"))
+    os.mkfifo(tmp_path / "z.json")  # a sidecar that is a pipe is not read either
+    got = list(iter_folder(FolderSettings(folder=str(tmp_path))))  # would block on opening a pipe
+    assert [(c.source_id, c.error and c.error[0]) for c in got] == [
+        ("a.jpg", None),
+        ("pipe.jpg", "read_error"),
+        ("pipe.tar", "read_error"),
+        ("z.png", None),
+    ]
+    assert "not a regular file" in got[1].error[1] and got[3].extra == {}
+
+
+def test_a_bad_or_truncated_tar_is_one_named_rejection_after_the_members_it_holds(tmp_path):
+    members = write_webdataset_tar(tmp_path / "b-good.tar", 3)
+    whole = (tmp_path / "b-good.tar").read_bytes()
+    (tmp_path / "a-random.tar").write_bytes(np.random.default_rng(0).bytes(5000))
+    with tarfile.open(tmp_path / "b-good.tar") as tar:  # cut in the middle of the last image's bytes
+        last = tar.getmember(list(members)[-1])
+    (tmp_path / "c-cut.tar").write_bytes(whole[: last.offset_data + last.size // 2])
+    got = list(iter_folder(FolderSettings(folder=str(tmp_path))))
+    ids = [c.source_id for c in got]
+    assert ids[0] == "a-random.tar" and got[0].error[0] == "read_error" and "a-random.tar" in got[0].error[1]
+    assert ids[1:4] == [f"b-good.tar/{n}" for n in members] and not any(c.error for c in got[1:4])
+    cut = [c for c in got if c.source_id.startswith("c-cut.tar")]
+    assert cut[-1].source_id == "c-cut.tar" and cut[-1].error[0] == "read_error"
+    assert [c.source_id for c in cut[:-1]] == [f"c-cut.tar/{n}" for n in members]  # their headers read
+    with TarReader() as reader:
+        assert reader.read(cut[0].url) == members["000000000.jpg"]
+        with pytest.raises(OSError, match="cut short"):
+            reader.read(cut[-2].url)  # the member whose bytes the cut went through
+
+
+def test_double_colons_in_member_and_file_names_are_names_not_url_chains(tmp_path):
+    elsewhere = tmp_path / "elsewhere.jpg"
+    elsewhere.write_bytes(image_bytes("JPEG", seed=9))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a::b.jpg").write_bytes(image_bytes("JPEG", seed=1))
+    hostile = f"x::{elsewhere}"  # a member name that is also "MEMBER::PATH of an existing file"
+    inside = image_bytes("JPEG", seed=2)
+    with tarfile.open(folder / "s.tar", "w") as tar:
+        info = tarfile.TarInfo(hostile)
+        info.size = len(inside)
+        tar.addfile(info, io.BytesIO(inside))
+    got = {c.source_id: c for c in iter_folder(FolderSettings(folder=str(folder)))}
+    assert set(got) == {"a::b.jpg", f"s.tar/{hostile}"}
+    assert split_tar_url(got[f"s.tar/{hostile}"].url) == (hostile, f"file://{folder}/s.tar")
+    with TarReader() as reader:
+        assert reader.read(got[f"s.tar/{hostile}"].url) == inside

@@ -55,3 +55,32 @@ def test_lpips_loads_a_torchvision_alexnet_state_dict_from_a_path(tmp_path):
     torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="AlexNet"):
         load_lpips(str(tmp_path / "bad.pth"))
+
+
+def test_laplacian_structure_term_compares_only_the_window_and_reaches_the_generator():
+    torch.manual_seed(4)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    globals_ = specs_to_tensor([PatchSpec.global_(64)] * 2)
+    assert teacher_loss(images, globals_, images.clone(), None, structure="laplacian").structure.abs().max() < 1e-6
+    teacher = torch.rand(2, 3, 64, 64) * 2 - 1
+    spec = PatchSpec(128.0, 10.0, 20.0, 64)  # covers teacher pixels x 5..37, y 10..42
+    specs = specs_to_tensor([spec, spec])
+    patches = (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    loss = teacher_loss(patches, specs, teacher, None, structure="laplacian")
+    assert loss.structure is not None and (loss.structure > 0.05).all()
+    assert torch.allclose(loss.total, loss.l1 + loss.structure)
+    loss.total.sum().backward()
+    assert patches.grad.abs().sum() > 0
+    # differences outside the window do not count, differences inside do
+    outside, inside = teacher.clone(), teacher.clone()
+    outside[:, :, 50:, 50:] = 0.9
+    inside[:, :, 20:30, 15:25] = 0.9
+    term = {
+        name: teacher_loss(patches.detach(), specs, target, None, structure="laplacian").structure
+        for name, target in (("teacher", teacher), ("outside", outside), ("inside", inside))
+    }
+    assert torch.allclose(term["outside"], term["teacher"])
+    assert not torch.allclose(term["inside"], term["teacher"])
+    with pytest.raises(ValueError, match="structure"):
+        teacher_loss(patches, specs, teacher, None, structure="ssim")
+    assert teacher_loss(patches, specs, teacher, None).structure is None  # off by default

@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from anyres_data.settings import from_dict
+from anyres_data.settings import from_dict, to_dict
 from anyres_data.spec import PatchSpec, spec_axes, specs_to_tensor
 from anyres_model.checkpoint import load_checkpoint, load_generator
 from anyres_model.checkpoint import run_checkpoints as checkpoints
 from anyres_model.render import render
+from anyres_model.run_log import SpecCoverage
 from anyres_model.train import build_networks, mirror, train
 from anyres_model.train_config import TrainConfig
 from tests.support.tiny_data import build_demo
@@ -75,10 +76,17 @@ def test_phase1_then_phase2_train_and_the_checkpoint_renders(tmp_path, dataset, 
         projections = {k: v for k, v in phase1_ckpt.tensors[net].items() if ".scale_proj." in k}
         assert projections and all(not v.any() for v in projections.values()), net
 
+    coverage1 = json.loads((run1 / "coverage.json").read_text())["rank0"]
+    assert coverage1["samples"] == 12 and coverage1["mean_s_over_p"] == 1 and coverage1["share_s_ge_2p"] == 0
+
     cfg2 = config(tmp_path / "phase2", dataset, phase="patch", init=str(phase1), lpips="random")
+    cfg2 = from_dict(TrainConfig, {**to_dict(cfg2), "teacher_structure": "laplacian"})
     last = train(cfg2)
     log2 = pd.read_csv(tmp_path / "phase2" / "log.csv")
-    for column in ("loss/teacher_l1", "loss/teacher_lpips", "time/teacher", "time/lpips"):
+    coverage2 = json.loads((tmp_path / "phase2" / "coverage.json").read_text())["rank0"]
+    counts = json.loads((tmp_path / "phase2" / "coverage.json").read_text())["histogram"]["counts"]
+    assert coverage2["samples"] == sum(counts) == 12 and coverage2["mean_s_over_p"] > 1
+    for column in ("loss/teacher_l1", "loss/teacher_lpips", "loss/teacher_structure", "time/teacher", "time/lpips"):
         assert torch.isfinite(torch.tensor(log2[column].to_numpy())).all(), column
     # at the start of phase 2, G is its teacher: the teacher's L1 starts small
     assert log2["loss/teacher_l1"].iloc[0] < 0.5
@@ -103,6 +111,18 @@ def test_phase2_starts_g_from_the_teacher(tmp_path, dataset, phase1):
     assert not any(p.requires_grad for p in nets.teacher.parameters())
 
 
+@pytest.mark.parametrize("rampup", [False, True])
+def test_phase2_ema_has_no_rampup_unless_asked(tmp_path, dataset, phase1, rampup):
+    """Without ramp-up, one step of phase 2 moves G_ema by ~0.3% of the way to G; with it, nearly all the way."""
+    cfg = config(tmp_path / "p2", dataset, phase="patch", init=str(phase1), lpips="none", total_kimg=0.004)
+    last = train(from_dict(TrainConfig, {**to_dict(cfg), "patch_ema_rampup": rampup}))
+    G, G_ema, teacher = (dict(load_generator(last, which).named_parameters()) for which in ("G", "G_ema", "teacher"))
+    moved = sum(float((G[k] - teacher[k]).abs().sum()) for k in G)
+    assert moved > 0
+    share = sum(float((G_ema[k] - teacher[k]).abs().sum()) for k in G) / moved
+    assert share > 0.9 if rampup else share < 0.05
+
+
 def test_phase2_needs_a_phase1_checkpoint(tmp_path, dataset):
     with pytest.raises(ValueError, match="--init"):
         train(config(tmp_path / "run", dataset, phase="patch", lpips="random"))
@@ -122,6 +142,16 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, datase
             assert torch.equal(tensor, b.tensors[name][key]), f"{name}.{key}"
     with pytest.raises(ValueError, match="changed settings"):
         train(config(tmp_path / "split", dataset, resume=True, total_kimg=0.02, lr_g=0.001, **kw))
+
+
+def test_spec_coverage_counts_the_scales_drawn_and_survives_a_round_trip():
+    coverage = SpecCoverage()
+    coverage.add(specs_to_tensor([PatchSpec.global_(32), PatchSpec(64.0, 1.0, 2.0, 32)]))
+    coverage.add(specs_to_tensor([PatchSpec(96.0 - 1e-7, 0.0, 0.0, 32), PatchSpec(130.0, 5.0, 5.0, 32)]))
+    summary = coverage.summary()
+    assert summary["samples"] == 4 and summary["mean_s"] == pytest.approx((32 + 64 + 96 + 130) / 4, abs=1e-5)
+    assert summary["share_s_ge_2p"] == 0.75 and summary["share_s_ge_3p"] == 0.5 and summary["share_s_ge_4p"] == 0.25
+    assert SpecCoverage.from_dict(json.loads(json.dumps(coverage.to_dict()))) == coverage
 
 
 def test_mirror_flips_pixels_and_mirrors_the_spec():

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# names the build writes itself (DESIGN.md, "Dataset on disk"): a source column of the same name is
+# names the build writes itself (docs/design.md, "Dataset on disk"): a source column of the same name is
 # kept as `source_NAME` (an img2dataset `url` becomes `source_url`, its `width` `source_width`)
 METADATA_NAMES = frozenset(
     {

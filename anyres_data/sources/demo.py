@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 import pyvips
@@ -40,12 +41,16 @@ _MASK64 = (1 << 64) - 1
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo source proposes: `count` landscapes, sizes log-uniform between two sides."""
+    """What the demo source proposes: `count` landscapes, sizes between two sides (log-uniform by default)."""
 
     count: int = setting(48, "number of demo images")
     seed: int = setting(0, "seed of the demo set; the same seed gives the same images")
     min_side: int = setting(200, "smallest image side in pixels (shorter sides are at least this)")
     max_side: int = setting(4000, "largest image side in pixels (longer sides are at most this)")
+    side_distribution: Literal["log_uniform", "uniform"] = setting(
+        "log_uniform", "how the longer side is drawn between min_side and max_side"
+    )
+    max_aspect: float = setting(2.5, "largest aspect ratio (longer / shorter side); 1 gives squares")
     formats: tuple[str, ...] = setting(
         DEMO_FORMATS, "image formats to encode, from jpeg,png,webp (mostly JPEG when all are allowed)"
     )
@@ -296,12 +301,29 @@ def _smooth_side(n: int) -> int:
         n -= 1
 
 
-def demo_size(seed: int, index: int, *, min_side: int, max_side: int) -> tuple[int, int]:
-    """(width, height) of demo image `index`: longer side log-uniform, aspect 1 to 2.5, 30% portrait."""
-    longer = min_side * (max_side / min_side) ** _hash_uniform(seed, index, 10)
-    aspect = 2.5 ** _hash_uniform(seed, index, 11)
+def demo_size(
+    seed: int,
+    index: int,
+    *,
+    min_side: int,
+    max_side: int,
+    side_distribution: str = "log_uniform",
+    max_aspect: float = 2.5,
+) -> tuple[int, int]:
+    """(width, height) of demo image `index`: longer side log-uniform or uniform, aspect 1 to max_aspect, 30% portrait.
+
+    Log-uniform sides are rounded down to 5-smooth integers (fast FFTs for huge renders); uniform
+    ones to the nearest integer, so that a set meant to cover a range of sizes covers it evenly.
+    """
+    u = _hash_uniform(seed, index, 10)
+    if side_distribution == "uniform":
+        longer = min_side + (max_side - min_side) * u
+    else:
+        longer = min_side * (max_side / min_side) ** u
+    aspect = max_aspect ** _hash_uniform(seed, index, 11)
     shorter = max(min_side, longer / aspect)
-    longer, shorter = _smooth_side(round(longer)), _smooth_side(round(shorter))
+    smooth = _smooth_side if side_distribution == "log_uniform" else int
+    longer, shorter = smooth(round(longer)), smooth(round(shorter))
     shorter = min(max(shorter, min_side), longer)
     if _hash_uniform(seed, index, 12) < 0.3:
         return shorter, longer
@@ -323,6 +345,11 @@ def iter_demo(settings: DemoSettings) -> Iterator[Candidate]:
         raise ValueError(f"--demo-count must be ≥ 0, got {settings.count}")
     if not 8 <= settings.min_side <= settings.max_side:
         raise ValueError(f"need 8 ≤ --demo-min-side ≤ --demo-max-side, got {settings.min_side} and {settings.max_side}")
+    if settings.max_aspect < 1 or settings.side_distribution not in ("log_uniform", "uniform"):
+        raise ValueError(
+            f"--demo-max-aspect must be ≥ 1 and --demo-side-distribution log_uniform or uniform, got "
+            f"{settings.max_aspect} and {settings.side_distribution!r}"
+        )
     unknown = sorted(set(settings.formats) - set(DEMO_FORMATS))
     if unknown or not settings.formats:
         raise ValueError(f"--demo-formats: unknown {unknown or 'empty list'}; choose from {','.join(DEMO_FORMATS)}")
@@ -332,7 +359,14 @@ def iter_demo(settings: DemoSettings) -> Iterator[Candidate]:
 def _demo_candidates(settings: DemoSettings) -> Iterator[Candidate]:
     for index in range(settings.count):
         image_seed = _splitmix64(_splitmix64(settings.seed & _MASK64) ^ index) >> 1
-        width, height = demo_size(settings.seed, index, min_side=settings.min_side, max_side=settings.max_side)
+        width, height = demo_size(
+            settings.seed,
+            index,
+            min_side=settings.min_side,
+            max_side=settings.max_side,
+            side_distribution=settings.side_distribution,
+            max_aspect=settings.max_aspect,
+        )
         fmt = _pick_format(settings.seed, index, settings.formats)
         yield Candidate(
             source="demo",

@@ -254,6 +254,11 @@ class FlickrClient:
             data = response.json()
         except ValueError:
             return f"invalid JSON body ({len(response.content)} bytes, truncated?)", None
+        except RecursionError:  # no glitch: no Flickr answer nests that deep
+            raise FlickrError(
+                f"Flickr {method}: {self.endpoint} answered with JSON nested too deeply to read "
+                f"({len(response.content)} bytes); that is no Flickr API answer: check --api-endpoint"
+            ) from None
         if not isinstance(data, dict):
             return "JSON body is not an object", None
         if data.get("stat") == "ok":
@@ -272,8 +277,13 @@ class FlickrClient:
         photos = data.get("photos")
         if not isinstance(photos, dict):
             raise FlickrError(f"flickr.photos.search answered without 'photos': {self.redact(str(data)[:200])}")
+        photo = photos.get("photo") or []
+        if not isinstance(photo, list):
+            raise FlickrError(
+                f"flickr.photos.search answered with 'photo' as a {type(photo).__name__}, not a list of photos"
+            )
         return SearchPage(
-            photos=list(photos.get("photo") or []),
+            photos=photo,
             page=_int(photos.get("page")) or page,
             pages=_int(photos.get("pages")) or 0,
             total=_int(photos.get("total")) or 0,
@@ -284,8 +294,22 @@ def _int(value: Any) -> int | None:
     """Flickr sends numbers as ints or strings ("5234"); None when absent or not a number."""
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a float infinity
         return None
+
+
+def _text(value: Any) -> str | None:
+    """A string field of a search result (numbers allowed); None when absent, empty or not text."""
+    return str(value) if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "" else None
+
+
+def malformed_photo(photo: Any) -> str | None:
+    """What makes a search result unusable (not an object, no id), or None. Names fields, never quotes values."""
+    if not isinstance(photo, dict):
+        return f"a search result that is a {type(photo).__name__}, not an object"
+    if _text(photo.get("id")) is None:
+        return f"a search result without an id (fields: {', '.join(sorted(map(str, photo))[:10]) or 'none'})"
+    return None
 
 
 def parse_date(text: str, *, what: str) -> int:
@@ -403,14 +427,17 @@ def iter_search_photos(
 
 
 def photo_candidate(photo: dict[str, Any]) -> Candidate | None:
-    """The candidate for one search result: its largest available size (the original first). None if no URL."""
+    """The candidate for one search result: its largest available size (the original first). None if no URL.
+
+    `photo` must pass `malformed_photo`; fields of the wrong type count as absent.
+    """
     for size in SIZES:
         url = photo.get(f"url_{size}")
-        if url:
+        if isinstance(url, str) and url:
             break
     else:
         return None
-    photo_id, owner_id = str(photo["id"]), str(photo.get("owner", ""))
+    photo_id, owner_id = str(photo["id"]), _text(photo.get("owner")) or ""
     extra: dict[str, Any] = {"flickr_size": size, "flickr_owner_id": owner_id}
     if owner_id:
         extra["flickr_page_url"] = f"https://www.flickr.com/photos/{owner_id}/{photo_id}"
@@ -419,16 +446,15 @@ def photo_candidate(photo: dict[str, Any]) -> Candidate | None:
     for name in ("o_width", "o_height"):  # the original's size, sent even when the original is hidden
         if (value := _int(photo.get(name))) is not None:
             extra[f"flickr_{name}"] = value
-    license_id = photo.get("license")
     return Candidate(
         source="flickr",
         source_id=photo_id,
-        url=str(url),
+        url=url,
         width=_int(photo.get(f"width_{size}")),
         height=_int(photo.get(f"height_{size}")),
-        license=None if license_id is None else str(license_id),
-        owner=photo.get("ownername") or None,
-        title=photo.get("title") or None,
+        license=_text(photo.get("license")),
+        owner=_text(photo.get("ownername")),
+        title=_text(photo.get("title")),
         extra=extra,
     )
 
@@ -458,14 +484,19 @@ def _flickr_candidates(
         timeout=settings.api_timeout,
     )
     seen: set[str] = set()
-    yielded = without_url = 0
+    yielded = without_url = malformed = 0
     with client:
         for photo in iter_search_photos(client, params, start=start, end=end, per_page=settings.per_page):
-            photo_id = str(photo.get("id"))
-            if photo_id in seen:
-                continue
-            seen.add(photo_id)
-            candidate = photo_candidate(photo)
+            problem = malformed_photo(photo)
+            if problem is not None:  # a rejection of its own (the id names its place in the stream)
+                malformed += 1
+                candidate = Candidate("flickr", f"malformed-{malformed}", "", error=("malformed", problem))
+            else:
+                photo_id = str(photo["id"])
+                if photo_id in seen:
+                    continue
+                seen.add(photo_id)
+                candidate = photo_candidate(photo)
             if candidate is None:
                 without_url += 1
                 continue

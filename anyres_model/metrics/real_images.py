@@ -1,4 +1,4 @@
-"""Real images for the metrics, streamed from a dataset's shards (DESIGN.md, "Dataset on disk").
+"""Real images for the metrics, streamed from a dataset's shards (docs/design.md, "Dataset on disk").
 
 Shards are read one tar member at a time (webdataset's tar iterators over fsspec streams), so a
 dataset is never held in memory; members of samples the metric does not need are skipped

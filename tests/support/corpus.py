@@ -24,7 +24,9 @@ from anyres_data.filters import FilterSettings
 from tests.support.photos import encode, jpeg_with_orientation, png16, structured_image
 
 CORPUS_FILTERS = FilterSettings(min_size=128, max_aspect=4.0, near_duplicate_distance=4)
-CORPUS_FETCH = FetchSettings(timeout=0.5, deadline=10.0, retries=1, backoff=0.05, max_bytes=3_000_000)
+CORPUS_FETCH = FetchSettings(
+    timeout=0.5, first_byte_timeout=0.5, deadline=10.0, retries=1, backoff=0.05, max_bytes=3_000_000
+)
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,16 @@ def header_bomb_jpeg(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def header_bomb_png(width: int, height: int) -> bytes:
-    """A PNG whose IHDR (valid CRC) claims `width` x `height` RGB pixels, with a tiny IDAT."""
+def header_bomb_png(width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2, interlace: int = 0) -> bytes:
+    """A PNG whose IHDR (valid CRC) claims `width` x `height` pixels (RGB 8-bit by default), with a tiny IDAT.
+
+    colour_type 6 is RGBA; interlace 1 is Adam7 (decoded whole).
+    """
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, interlace)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
@@ -145,7 +150,8 @@ def file_cases() -> list[Case]:
 def network_cases() -> list[Case]:
     """Cases that only a server can produce (ImageServer Route options)."""
     photo = encode(structured_image(400, 300, seed=20), "JPEG", quality=90)
-    big = np.random.default_rng(0).integers(0, 256, 4_000_000, dtype=np.uint8).tobytes()
+    # starts like a JPEG: a download whose first 64 KiB are no image stops there (not_an_image), before the cap
+    big = b"\xff\xd8\xff\xe0" + np.random.default_rng(0).integers(0, 256, 4_000_000, dtype=np.uint8).tobytes()
     return [
         Case("http-404", b"gone", "http_404", route={"status": 404, "content_type": "text/html"}),
         Case("slow", encode(structured_image(300, 300, seed=21), "JPEG"), "timeout", route={"delay": 2.0}),

@@ -17,7 +17,10 @@ source, so every size of one photo shows the same scene). What it models, as the
   only below the original's longer side;
 - faults, queued with `fault(kind)` and used by the next matching requests: "429" (with Retry-After),
   "500", "503", "reset" (TCP reset, no answer), "truncated" (Content-Length larger than the body
-  sent), "bad_json" (a complete answer whose JSON is cut), "fail105" / "fail10" (stat fail codes).
+  sent), "bad_json" (a complete answer whose JSON is cut), "fail105" / "fail10" (stat fail codes);
+  and hostile answers: "deep_json" (valid JSON nested 200,000 deep), "malformed_photos" (the real
+  answer with junk entries in its `photo` list: a number, a string, null, a list, an object without
+  an id).
 
 Every request is recorded in `calls` (receipt time, path, parameters, status, fault, total) so
 tests can check rate limiting and backoff. Use as a context manager:
@@ -56,7 +59,9 @@ LICENSES = tuple(str(i) for i in range(11))  # Flickr license ids 0 (all rights 
 SIZE_EDGES = (("6k", 6144), ("5k", 5120), ("4k", 4096), ("3k", 3072), ("k", 2048), ("h", 1600))
 SIZE_EDGES += (("l", 1024), ("c", 800), ("z", 640), ("w", 400), ("n", 320), ("m", 240))
 _FAULT_STATUS = {"429": 429, "500": 500, "503": 503, "reset": 0, "truncated": 200, "bad_json": 200}
-_FAULT_STATUS |= {"fail105": 200, "fail10": 200}
+_FAULT_STATUS |= {"fail105": 200, "fail10": 200, "deep_json": 200, "malformed_photos": 200}
+MALFORMED_PHOTOS = [7, "photo", None, ["id", "1"], {"title": "no id", "url_o": "http://127.0.0.1:9/x.jpg"}]
+DEEP = 200_000
 FAULTS = tuple(_FAULT_STATUS)
 SORTS = {
     "date-posted-asc",
@@ -483,6 +488,14 @@ class _Handler(BaseHTTPRequestHandler):
         agent = self.headers.get("User-Agent", "")
         target = "rest" if path.rstrip("/") == "/services/rest" else "photos"
         fault = self.flickr._take_fault(target)
+        if fault is not None and fault.kind == "malformed_photos":
+            status, body, content_type, total = self._rest(params)
+            answer = json.loads(body)
+            if "photos" in answer:
+                answer["photos"]["photo"][1:1] = MALFORMED_PHOTOS
+            self.flickr._record(Call(received, path, params, status, fault.kind, total, agent))
+            self._send(status, json.dumps(answer).encode(), content_type)
+            return
         if fault is not None:  # recorded first: the client may act on the answer before this thread goes on
             status = _FAULT_STATUS[fault.kind]
             self.flickr._record(Call(received, path, params, status, fault.kind, None, agent))
@@ -538,6 +551,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "Service currently unavailable" if code == 105 else "Sorry, the Flickr search API is not available"
             )
             self._send(200, json.dumps({"stat": "fail", "code": code, "message": message}).encode(), "application/json")
+            return
+        if kind == "deep_json":
+            self._send(200, b'{"photos": ' + b"[" * DEEP + b"]" * DEEP + b', "stat": "ok"}', "application/json")
             return
         if kind == "reset":
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -1,10 +1,12 @@
 """A real HTTP server on 127.0.0.1 that serves images, and misbehaves on request.
 
 Each path answers as its `Route` says: a body with a content type (which may lie: HTML as
-image/jpeg), a status, a delay before answering or between chunks (timeouts), no Content-Length
-(the body ends when the connection closes), a Content-Length larger than what is sent before the
-connection drops, or a few 503s with Retry-After before the real answer. Files of a directory can
-be served as well. Every request's path and User-Agent are recorded.
+image/jpeg), a status, extra headers (a redirect's Location, Content-Encoding: gzip), a delay before
+answering or between chunks (timeouts), a drip (one byte at a time, also the status line and
+headers if asked: a server no per-read timeout catches), no Content-Length (the body ends when the
+connection closes), a Content-Length larger than what is sent before the connection drops, or a
+few failures (503 with Retry-After, or a reset connection) before the real answer. Files of a
+directory can be served as well. Every request's path and User-Agent are recorded.
 
     with ImageServer() as server:
         url = server.add("/a.jpg", jpeg_bytes)
@@ -16,9 +18,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import mimetypes
+import socket
+import struct
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,8 +36,12 @@ class Route:
     chunk_delay: float = 0.0  # seconds between 64 KiB chunks of the body
     content_length: bool = True  # False: no Content-Length, the body ends with the connection
     drop_after: int | None = None  # send this many body bytes, then close (Content-Length says more)
-    fail_first: int = 0  # answer 503 (with Retry-After) to this many requests first
+    fail_first: int = 0  # fail this many requests first (as `fail_with` says), then answer
+    fail_with: str = "503"  # "503" (with Retry-After) or "reset" (the connection is reset, no answer)
     retry_after: str = "0"
+    headers: dict[str, str] = field(default_factory=dict)  # sent as they are (Location, Content-Encoding, ...)
+    drip: float = 0.0  # seconds between bytes: the body is sent one byte at a time
+    drip_head: bool = False  # with drip: the status line and headers too
 
 
 class ImageServer:
@@ -78,6 +86,8 @@ class ImageServer:
             route = self.routes.get(path)
             if route is not None and route.fail_first > 0:
                 route.fail_first -= 1
+                if route.fail_with == "reset":
+                    return Route(b"", status=0)
                 return Route(b"busy", content_type="text/plain", status=503, retry_after=route.retry_after)
         if route is None and self.directory is not None:
             file = (self.directory / path.lstrip("/")).resolve()
@@ -94,6 +104,10 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:
             pass
 
+        def handle(self) -> None:
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # a client that stopped reading
+                super().handle()
+
         def do_GET(self) -> None:
             with server._lock:
                 server.user_agents.append(self.headers.get("User-Agent", ""))
@@ -102,21 +116,32 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
                 route = Route(b"<html><body>not found</body></html>", content_type="text/html", status=404)
             if route.delay:
                 time.sleep(route.delay)
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+            if route.status == 0:  # a reset: close with SO_LINGER 0, so the client reads ECONNRESET
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                return
+            # the client gave up (timeout tests) or the server is shutting down
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
                 self._answer(route)
 
         def _answer(self, route: Route) -> None:
-            self.send_response(route.status)
-            self.send_header("Content-Type", route.content_type)
-            if route.status == 503:
-                self.send_header("Retry-After", route.retry_after)
-            if route.content_length:
-                self.send_header("Content-Length", str(len(route.body)))
+            if route.drip and route.drip_head:
+                self._drip_head(route)
             else:
-                self.send_header("Connection", "close")
+                self.send_response(route.status)
+                for name, value in _head(route):
+                    self.send_header(name, value)
+                self.end_headers()
+            if not route.content_length:
                 self.close_connection = True
-            self.end_headers()
             body = route.body if route.drop_after is None else route.body[: route.drop_after]
+            if route.drip:
+                self.wfile.flush()
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(route.drip)
+                return
             for start in range(0, len(body), 1 << 16):
                 if route.chunk_delay and start:
                     time.sleep(route.chunk_delay)
@@ -125,4 +150,20 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
 
+        def _drip_head(self, route: Route) -> None:
+            head = f"HTTP/1.1 {route.status} X\r\n" + "".join(f"{n}: {v}\r\n" for n, v in _head(route)) + "\r\n"
+            for i in range(len(head)):
+                self.wfile.write(head[i].encode())
+                self.wfile.flush()
+                time.sleep(route.drip)
+
     return Handler
+
+
+def _head(route: Route) -> list[tuple[str, str]]:
+    """The headers of an answer."""
+    head = [("Content-Type", route.content_type)]
+    if route.status == 503:
+        head.append(("Retry-After", route.retry_after))
+    head.append(("Content-Length", str(len(route.body))) if route.content_length else ("Connection", "close"))
+    return head + list(route.headers.items())

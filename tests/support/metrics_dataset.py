@@ -1,4 +1,4 @@
-"""A tiny any-resolution dataset on disk in the DESIGN.md layout, for the metrics tests.
+"""A tiny any-resolution dataset on disk in the docs/design.md layout, for the metrics tests.
 
 OUT/shards/NAME-00000k.tar with KEY.jpg (real JPEG bytes) + KEY.json, and OUT/manifest.parquet
 with key, width, height. Images are `structured_image`s (content at every scale) of mixed sizes.
