@@ -476,12 +476,19 @@ class PatchLoader:
         return self._skips.as_dict()
 
 
-def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    if rank is not None and world_size is not None:
-        return rank, world_size
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+def rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """This process's (rank, world size): as given, else torch.distributed's, else RANK/WORLD_SIZE, else (0, 1).
+
+    Raises ValueError for a rank outside 0..world_size-1.
+    """
+    if rank is None or world_size is None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        else:
+            rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    return rank, world_size
 
 
 def make_loader(
@@ -504,9 +511,7 @@ def make_loader(
     Raises ValueError for missing shards, or for fewer shards than ranks × workers in one-pass
     mode (some would get no data).
     """
-    rank, world_size = _rank_and_world(rank, world_size)
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    rank, world_size = rank_and_world(rank, world_size)
     needs_hr = not (settings.lr and sampler.global_prob == 1)
     if needs_hr and not settings.hr:
         raise ValueError("LoaderSettings.hr is empty: give the HR shards (or lr with global_prob=1)")
@@ -532,6 +537,11 @@ def make_loader(
         skips=skips,
         start_batch=start_batch,
     )
+    return spawned_loader(stream, settings, skips)
+
+
+def spawned_loader(stream: IterableDataset, settings: LoaderSettings, skips: SkipCounts) -> PatchLoader:
+    """A DataLoader over a per-worker stream: spawned workers (never forked) with one libvips thread each."""
     workers = settings.workers
     dataloader = DataLoader(
         stream,

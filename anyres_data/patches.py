@@ -94,7 +94,7 @@ def _plan_axis(*, target: float, r: float, p: int, offset: float) -> _Axis:
     return best
 
 
-def _to_srgb8(image: pyvips.Image) -> pyvips.Image:
+def to_srgb8(image: pyvips.Image) -> pyvips.Image:
     """Any interpretation and depth → sRGB uchar, through the embedded ICC profile when there is one."""
     has_icc = image.get_typeof("icc-profile-data") != 0
     if image.interpretation == "cmyk":
@@ -108,7 +108,7 @@ def _to_srgb8(image: pyvips.Image) -> pyvips.Image:
     return image
 
 
-def _prepare_for_resampling(image: pyvips.Image) -> pyvips.Image:
+def prepare_for_resampling(image: pyvips.Image) -> pyvips.Image:
     """Make the region safe to resample: 8-bit, alpha composited on white, CMYK converted to sRGB.
 
     Alpha and CMYK are non-linear in the pixel values, so they must come before the Lanczos step
@@ -117,7 +117,7 @@ def _prepare_for_resampling(image: pyvips.Image) -> pyvips.Image:
     profile) run after it, on p×p pixels only.
     """
     if image.interpretation == "cmyk" or image.hasalpha() or image.format != "uchar":
-        image = _to_srgb8(image)
+        image = to_srgb8(image)
     if image.hasalpha():
         image = image.flatten(background=[255, 255, 255], max_alpha=255)
     return image
@@ -185,11 +185,11 @@ def cut_patch(data: bytes, drawn: DrawnSpec, *, header: ImageHeader | None = Non
     )
     if region.width != px.size or region.height != py.size:
         region = region.embed(pad_x, pad_y, px.size, py.size, extend="copy")
-    region = _prepare_for_resampling(region)
+    region = prepare_for_resampling(region)
     if r != 1:
         region = region.reduceh(r, kernel="lanczos3").reducev(r, kernel="lanczos3")
     assert (region.width, region.height) == (int(px.size / r + 0.5), int(py.size / r + 0.5)), "libvips reduce size"
-    pixels = _to_srgb8(region.crop(MARGIN_PIXELS, MARGIN_PIXELS, spec.p, spec.p)).numpy()
+    pixels = to_srgb8(region.crop(MARGIN_PIXELS, MARGIN_PIXELS, spec.p, spec.p)).numpy()
     real = PatchSpec(
         spec.s,
         (px.centre * k - square.ox) / f - 0.5,
@@ -205,7 +205,7 @@ def _upsample_global(data: bytes, *, square: Square, p: int, header: ImageHeader
     region, _ = _crop_displayed(
         image, header=header, x=(square.ox, square.ox + square.m), y=(square.oy, square.oy + square.m)
     )
-    region = _prepare_for_resampling(region)
+    region = prepare_for_resampling(region)
     f = square.m / p
     shift = 0.5 - 0.5 * f  # vips affine works on pixel indices; this puts output centres at (i + 1/2)·f
     region = region.affine(
@@ -216,7 +216,7 @@ def _upsample_global(data: bytes, *, square: Square, p: int, header: ImageHeader
         interpolate=pyvips.Interpolate.new("bicubic"),
         extend="copy",
     )
-    return Patch(_to_srgb8(region).numpy(), PatchSpec.global_(p), square)
+    return Patch(to_srgb8(region).numpy(), PatchSpec.global_(p), square)
 
 
 def cut_global(

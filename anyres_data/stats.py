@@ -13,8 +13,11 @@ scale 1, so it is LR.
   p and the expected training scale E[s] (`anyres_data.sampling.expected_scale` over the HR images).
 - `discard`: what a minimum size would throw away — the share of images and of pixels whose shorter
   side is below each candidate minimum (the argument for keeping every image at its own size).
-- `plot_sizes` (Fig. 4: histogram of HR sizes, log-scale counts, and a pie of LR vs HR images) and
-  `plot_discard` return matplotlib figures (Agg canvas, no pyplot state) and save them when given a path.
+- `buckets`, `bucket_discard`: the aspect-ratio buckets of a diffusion trainer (`anyres_data.buckets`):
+  images per bucket, and the share of images and pixels too small for their bucket at each area budget.
+- `plot_sizes` (Fig. 4: histogram of HR sizes, log-scale counts, and a pie of LR vs HR images),
+  `plot_discard` and `plot_buckets` return matplotlib figures (Agg canvas, no pyplot state) and save
+  them when given a path.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from anyres_data import storage
+from anyres_data.buckets import BucketSettings, count_buckets
 from anyres_data.dataset import Layout
 from anyres_data.sampling import SamplerSettings, expected_scale
-from anyres_data.settings import typer_options
+from anyres_data.settings import from_dict, merge, typer_options
 
 MIN_SIDES = (256, 512, 1024, 2048)
 Role = Literal["lr", "hr"]
@@ -258,6 +262,58 @@ def discard(datasets: Sequence[DatasetStats], min_sides: Sequence[int] = MIN_SID
     return pd.DataFrame(rows)
 
 
+def buckets(datasets: Sequence[DatasetStats], settings: BucketSettings) -> pd.DataFrame:
+    """Images per bucket, one column per dataset: index "W×H", columns width, height, aspect, then counts.
+
+    The last row, "too small", counts the images smaller than their bucket (skipped unless upscale).
+    """
+    table = None
+    for d in datasets:
+        counts = count_buckets(d.images["width"].to_numpy(), d.images["height"].to_numpy(), settings)
+        if table is None:
+            table = pd.DataFrame(
+                {
+                    "width": [b.width for b in counts.sizes] + [0],
+                    "height": [b.height for b in counts.sizes] + [0],
+                    "aspect": [b.width / b.height for b in counts.sizes] + [np.nan],
+                },
+                index=[f"{b.width}×{b.height}" for b in counts.sizes] + ["too small"],
+            )
+        table[d.name] = np.append(counts.counts, counts.too_small)
+    assert table is not None, "no dataset"
+    return table
+
+
+def bucket_discard(
+    datasets: Sequence[DatasetStats], settings: BucketSettings, resolutions: Sequence[int] = MIN_SIDES
+) -> pd.DataFrame:
+    """What bucketing at each area budget resolution² (no upscaling) would discard, per dataset (and "all").
+
+    Bucket sides follow the resolution when `settings` leaves min_side/max_side to their defaults.
+    Columns: dataset, resolution, images_lost, images_share, pixels_share (shares in [0, 1]).
+    """
+    groups = [(d.name, d.images) for d in datasets]
+    if len(datasets) > 1:
+        groups.append(("all", pd.concat([d.images[["width", "height", "pixels"]] for d in datasets])))
+    rows = []
+    for resolution in resolutions:
+        at = dataclasses.replace(settings, resolution=int(resolution), upscale=False)
+        for name, images in groups:
+            counts = count_buckets(images["width"].to_numpy(), images["height"].to_numpy(), at)
+            pixels = images["pixels"].to_numpy()
+            lost_pixels = float(pixels[counts.index < 0].sum()) if len(pixels) else 0.0
+            rows.append(
+                {
+                    "dataset": name,
+                    "resolution": int(resolution),
+                    "images_lost": counts.too_small,
+                    "images_share": counts.too_small / max(len(images), 1),
+                    "pixels_share": lost_pixels / max(float(pixels.sum()), 1.0),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------------------------------------- rich tables
 
 
@@ -293,9 +349,15 @@ def _shares(counts: pd.Series, top: int) -> str:
 
 
 def rich_tables(
-    datasets: Sequence[DatasetStats], sampler: SamplerSettings, *, min_sides: Sequence[int] = MIN_SIDES, top: int = 4
+    datasets: Sequence[DatasetStats],
+    sampler: SamplerSettings,
+    *,
+    min_sides: Sequence[int] = MIN_SIDES,
+    top: int = 4,
+    bucket_settings: BucketSettings | None = None,
 ) -> list[Table]:
-    """The statistics as rich tables: the datasets (one column each), Table 1, the minimum-size discard."""
+    """The statistics as rich tables: the datasets (one column each), Table 1, the minimum-size discard,
+    and with `bucket_settings` the bucket histogram and what each area budget (`min_sides`) would discard."""
     frame = summary(datasets)
     by = {what: breakdown(datasets, what) for what in ("format", "license", "reason")}
     overview = Table(title="datasets (sides: the shorter side, px)")
@@ -332,17 +394,45 @@ def rich_tables(
     cells = [row[c] for c in ("lr_images", "hr_images", "lr_side", "hr_min", "hr_median", "hr_max", "p")]
     paper.add_row(*(_num(v) for v in cells), _num(row["expected_scale"]))
 
-    lost = discard(datasets, min_sides)
-    cut = Table(title="a minimum shorter side would discard (images / pixels)")
-    cut.add_column("min side", justify="right")
+    title = "a minimum shorter side would discard (images / pixels)"
+    cut = _lost_table(discard(datasets, min_sides), "min_side", label="min side", title=title)
+    if bucket_settings is None:
+        return [overview, paper, cut]
+    return [overview, paper, cut, *_bucket_tables(datasets, bucket_settings, min_sides)]
+
+
+def _bucket_tables(datasets: Sequence[DatasetStats], settings: BucketSettings, resolutions: Sequence[int]):
+    counts = buckets(datasets, settings)
+    names = [d.name for d in datasets]
+    histogram = Table(
+        title=f"buckets at {settings.resolution}²",
+        caption=f"step {settings.step}, sides {settings.lowest_side}–{settings.highest_side}, nearest "
+        f"{settings.assign.replace('_', ' ')}; too small: {'upscaled' if settings.upscale else 'skipped'}",
+    )
+    for column in ("bucket", "aspect", *names):
+        histogram.add_column(column, justify="right")
+    by_aspect = [*counts.index[:-1][np.argsort(counts["aspect"].to_numpy()[:-1], kind="stable")], "too small"]
+    for label, row in counts.loc[by_aspect].iterrows():
+        if label == "too small" or row[names].sum() > 0:
+            aspect = "" if label == "too small" else f"{row['aspect']:.2f}"
+            histogram.add_row(str(label), aspect, *(f"{int(row[n]):,}" for n in names))
+    lost = bucket_discard(datasets, settings, resolutions)
+    title, caption = "buckets at resolution² would discard", "images / pixels, no upscaling"
+    return [histogram, _lost_table(lost, "resolution", label="resolution", title=title, caption=caption)]
+
+
+def _lost_table(lost: pd.DataFrame, by: str, *, label: str, title: str, caption: str | None = None) -> Table:
+    """A discard frame (dataset, `by`, images_share, pixels_share) as a table: a row per `by`, a column per dataset."""
+    table = Table(title=title, caption=caption)
+    table.add_column(label, justify="right")
     names = list(dict.fromkeys(lost["dataset"]))
     for name in names:
-        cut.add_column(name, justify="right")
-    for side, group in lost.groupby("min_side", sort=True):
+        table.add_column(name, justify="right")
+    for value, group in lost.groupby(by, sort=True):
         at = group.set_index("dataset")
         cells = [f"{at.at[n, 'images_share']:.1%} / {at.at[n, 'pixels_share']:.1%}" for n in names]
-        cut.add_row(f"{side:,}", *cells)
-    return [overview, paper, cut]
+        table.add_row(f"{value:,}", *cells)
+    return table
 
 
 def _sampler_text(sampler: SamplerSettings) -> str:
@@ -366,6 +456,16 @@ def _save(figure: Figure, path: str | Path | None) -> Figure:
         with fsspec.open(str(path), "wb") as f:
             figure.savefig(f, format=Path(str(path)).suffix.lstrip(".") or "png", dpi=120)
     return figure
+
+
+def _percent_over_sides(ax, ticks: Sequence[int], *, xlabel: str, ylabel: str, title: str) -> None:
+    """A percentage (0–100) over sides on a log2 axis, the candidate sides marked as ticks."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(ticks), [str(t) for t in ticks])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
 
 
 def plot_sizes(datasets: Sequence[DatasetStats], path: str | Path | None = None, *, bins: int = 40) -> Figure:
@@ -419,18 +519,62 @@ def plot_discard(
         ax.plot(sides, 100 * pixel_share, color=colour, linestyle="--", label=f"{name}: pixels")
     for side in min_sides:
         ax.axvline(side, color="grey", linestyle=":", linewidth=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(min_sides), [str(s) for s in min_sides])
-    ax.set_xlabel("minimum shorter side (px)")
-    ax.set_ylabel("discarded (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("what a minimum size would discard")
+    _percent_over_sides(
+        ax,
+        min_sides,
+        xlabel="minimum shorter side (px)",
+        ylabel="discarded (%)",
+        title="what a minimum size would discard",
+    )
     if groups:
         ax.legend(fontsize="small")
     return _save(figure, path)
 
 
+def plot_buckets(
+    datasets: Sequence[DatasetStats],
+    settings: BucketSettings,
+    path: str | Path | None = None,
+    *,
+    resolutions: Sequence[int] = MIN_SIDES,
+) -> Figure:
+    """Images per bucket (bars stacked by dataset, buckets by aspect ratio, "too small" last) and the
+    share of images a bucketing at each of `resolutions`² would discard. Saved to `path` when given."""
+    figure = _figure(12, 4.5)
+    hist_ax, lost_ax = figure.subplots(1, 2, width_ratios=[2.6, 1])
+    counts = buckets(datasets, settings)
+    counts = counts.loc[[*counts.index[:-1][np.argsort(counts["aspect"].to_numpy()[:-1], kind="stable")], "too small"]]
+    bottom = np.zeros(len(counts))
+    for d in datasets:
+        hist_ax.bar(range(len(counts)), counts[d.name].to_numpy(), bottom=bottom, label=d.name)
+        bottom += counts[d.name].to_numpy()
+    hist_ax.set_xticks(range(len(counts)), list(counts.index), rotation=90, fontsize="small")
+    hist_ax.set_ylabel("images")
+    hist_ax.set_title(f"buckets at {settings.resolution}² (W×H, by aspect ratio)")
+    if len(datasets) > 1:
+        hist_ax.legend()
+    lost = bucket_discard(datasets, settings, resolutions)
+    for name, group in lost.groupby("dataset", sort=False):
+        colour = "black" if name == "all" else None
+        lost_ax.plot(group["resolution"], 100 * group["images_share"], marker="o", color=colour, label=f"{name}")
+    _percent_over_sides(
+        lost_ax,
+        resolutions,
+        xlabel="bucket resolution (area = resolution²)",
+        ylabel="images too small (%)",
+        title="discarded without upscaling",
+    )
+    lost_ax.legend(fontsize="small")
+    return _save(figure, path)
+
+
 # ---------------------------------------------------------------------------------------------- command
+
+
+def _bucket_help(name: str) -> str:
+    """The help of a BucketSettings field, with its default: written once, in the settings class."""
+    field = next(f for f in dataclasses.fields(BucketSettings) if f.name == name)
+    return f"With --buckets: {field.metadata['help']} (default: {field.default})"
 
 
 def _stats(
@@ -451,6 +595,17 @@ def _stats(
         ",".join(map(str, MIN_SIDES)), "--min-sides", help="Candidate minimum shorter sides, comma-separated."
     ),
     top: int = typer.Option(4, "--top", help="Formats, licenses and reasons listed per dataset."),
+    bucket_resolution: int | None = typer.Option(
+        None, "--buckets", help="Show aspect-ratio buckets at this resolution (area budget resolution²), e.g. 1024."
+    ),
+    bucket_step: int | None = typer.Option(None, "--bucket-step", help=_bucket_help("step")),
+    bucket_min_side: int | None = typer.Option(None, "--bucket-min-side", help=_bucket_help("min_side")),
+    bucket_max_side: int | None = typer.Option(None, "--bucket-max-side", help=_bucket_help("max_side")),
+    bucket_assign: str | None = typer.Option(None, "--bucket-assign", help=_bucket_help("assign")),
+    bucket_upscale: bool = typer.Option(False, "--bucket-upscale", help=_bucket_help("upscale")),
+    bucket_plot: Path | None = typer.Option(
+        None, "--bucket-plot", help="With --buckets: write the bucket histogram and discard curve here."
+    ),
 ) -> None:
     """Statistics of datasets from their manifests: sizes, formats, licenses, rejections, expected scale, plots."""
     console = Console()
@@ -459,10 +614,23 @@ def _stats(
         if len(sides) != len([v for v in min_sides.split(",") if v.strip()]) or not sides or min(sides) < 1:
             raise ValueError(f"--min-sides: give positive integers separated by commas, got {min_sides!r}")
         loaded = load_all(hr, lr=lr, auto=datasets or [], lr_max_side=sampler.p if lr_max_side is None else lr_max_side)
+        given = {
+            "resolution": bucket_resolution,
+            "step": bucket_step,
+            "min_side": bucket_min_side,
+            "max_side": bucket_max_side,
+            "assign": bucket_assign,
+            "upscale": bucket_upscale or None,
+        }
+        if bucket_resolution is None and (bucket_plot or any(v is not None for v in given.values())):
+            raise ValueError("the --bucket-* options need --buckets RESOLUTION")
+        bucketing = None if bucket_resolution is None else from_dict(BucketSettings, merge({}, given))
+        if bucketing is not None:
+            bucket_discard(loaded, bucketing, sides)  # every area budget must give buckets: fail here, not halfway
     except ValueError as err:
         console.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(2) from None
-    for table in rich_tables(loaded, sampler, min_sides=sides, top=top):
+    for table in rich_tables(loaded, sampler, min_sides=sides, top=top, bucket_settings=bucketing):
         console.print(table)
     if plot is not None:
         plot_sizes(loaded, plot)
@@ -470,6 +638,9 @@ def _stats(
     if discard_plot is not None:
         plot_discard(loaded, discard_plot, min_sides=sides)
         console.print(f"wrote {discard_plot}")
+    if bucket_plot is not None and bucketing is not None:
+        plot_buckets(loaded, bucketing, bucket_plot, resolutions=sides)
+        console.print(f"wrote {bucket_plot}")
 
 
 stats_command = typer_options(SamplerSettings, _stats)
