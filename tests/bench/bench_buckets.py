@@ -19,7 +19,6 @@ same image). Then the bucketed loader's rate with 1 spawned worker on shards of 
 
 from __future__ import annotations
 
-import argparse
 import io
 import itertools
 import os
@@ -30,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import pyvips
-import torch
 from PIL import Image, ImageOps
 
 from anyres_data.bucket_loader import make_bucket_loader
@@ -38,7 +36,7 @@ from anyres_data.buckets import BucketSettings, BucketTable, Placement, bucket_s
 from anyres_data.loader import LoaderSettings
 from anyres_data.probe import read_header
 from tests.bench.bench_sampler import synthesize, write_loader_shards
-from tests.bench.common import markdown_table
+from tests.bench.common import image_bench_args, markdown_table
 
 SETTINGS = BucketSettings(resolution=1024, crop="centre")
 HEADROOMS = (SETTINGS.headroom, 1.5)  # the default (the patch sampler's), and half-size loading of 4k photos
@@ -118,15 +116,9 @@ def loader_rate(shards: str, *, batches: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 repeats per cell and a shorter loader run")
-    parser.add_argument("--repeats", type=int, default=5, help="images per cell (halved for the 12k JPEG's Pillow)")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")))
-    args = parser.parse_args()
-    repeats = 2 if args.quick else args.repeats
-    pyvips.concurrency_set(1)
-    pyvips.cache_set_max(0)
-    torch.set_num_threads(1)
+    args, repeats = image_bench_args(
+        __doc__, repeats=5, quick_repeats=2, repeats_help="images per cell (halved for the 12k JPEG's Pillow)"
+    )
     Image.MAX_IMAGE_PIXELS = None  # the 96-megapixel image is not a decompression bomb
     images = synthesize(args.cache / "anyres" / "bench_sampler")
 

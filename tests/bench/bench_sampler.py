@@ -20,7 +20,6 @@ rate on the same data (global_prob 0.5, s uniform in [p, m]). Prints markdown ta
 
 from __future__ import annotations
 
-import argparse
 import io
 import itertools
 import os
@@ -31,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pyvips
-import torch
 import webdataset as wds
 from PIL import Image
 
@@ -39,6 +37,7 @@ from anyres_data.loader import LoaderSettings, make_loader
 from anyres_data.patches import cut_patch
 from anyres_data.probe import read_header
 from anyres_data.sampling import DrawnSpec, SamplerSettings, draw_spec
+from tests.bench.common import image_bench_args
 from tests.support.photos import structured_image
 
 P = 256
@@ -158,15 +157,7 @@ def sampler_rate(images: dict[str, bytes], n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 repeats per cell and a shorter loader run")
-    parser.add_argument("--repeats", type=int, default=7, help="patches per (image, s) cell")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")))
-    args = parser.parse_args()
-    repeats = 3 if args.quick else args.repeats
-    pyvips.concurrency_set(1)
-    pyvips.cache_set_max(0)
-    torch.set_num_threads(1)
+    args, repeats = image_bench_args(__doc__, repeats=7, quick_repeats=3, repeats_help="patches per (image, s) cell")
     images = synthesize(args.cache / "anyres" / "bench_sampler")
 
     rows = bench_patches(images, repeats)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 
 def timed(fn: Callable[[], object], repeat: int = 1) -> float:
@@ -30,3 +33,26 @@ def markdown_table(rows: Sequence[Mapping[str, object]], digits: int = 3) -> str
     lines.append("|" + "|".join("---:" if isinstance(rows[0][c], int | float) else "---" for c in columns) + "|")
     lines += ["| " + " | ".join(cell(row[c], digits) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def image_bench_args(
+    doc: str, *, repeats: int, quick_repeats: int, repeats_help: str
+) -> tuple[argparse.Namespace, int]:
+    """The image benchmarks' shared flags (--quick, --repeats, --cache); returns (args, repeats to use).
+
+    Also pins libvips and torch to one thread with no operation cache, so results are per core.
+    """
+    import pyvips
+    import torch
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{quick_repeats} repeats per cell and a shorter loader run"
+    )
+    parser.add_argument("--repeats", type=int, default=repeats, help=repeats_help)
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")))
+    args = parser.parse_args()
+    pyvips.concurrency_set(1)
+    pyvips.cache_set_max(0)
+    torch.set_num_threads(1)
+    return args, quick_repeats if args.quick else args.repeats
