@@ -116,7 +116,10 @@ def test_phase2_ema_has_no_rampup_unless_asked(tmp_path, dataset, phase1, rampup
     """Without ramp-up, one step of phase 2 moves G_ema by ~0.3% of the way to G; with it, nearly all the way."""
     cfg = config(tmp_path / "p2", dataset, phase="patch", init=str(phase1), lpips="none", total_kimg=0.004)
     last = train(from_dict(TrainConfig, {**to_dict(cfg), "patch_ema_rampup": rampup}))
-    G, G_ema, teacher = (dict(load_generator(last, which).named_parameters()) for which in ("G", "G_ema", "teacher"))
+    G, G_ema, teacher = (
+        {k: v.detach() for k, v in load_generator(last, which).named_parameters()}
+        for which in ("G", "G_ema", "teacher")
+    )
     moved = sum(float((G[k] - teacher[k]).abs().sum()) for k in G)
     assert moved > 0
     share = sum(float((G_ema[k] - teacher[k]).abs().sum()) for k in G) / moved
