@@ -52,11 +52,9 @@ def _build_demo(out: Path, demo: DemoSettings, shard_size: int) -> Path:
 def build_sets(cfg: ExperimentSettings) -> Sets:
     """Build (or find) the LR set and the two HR builds with `anyres-data build` from the demo source."""
     root = cfg.data or cfg.out / "data"
-    p, top = cfg.p, round(cfg.hr_max_side * cfg.p)
+    p = cfg.p
     lr = _build_demo(root / "lr", DemoSettings(count=cfg.lr_count, seed=100, min_side=p, max_side=p), 250)
-    square = {"side_distribution": "uniform", "max_aspect": 1.0}
-    uniform = DemoSettings(count=cfg.hr_uniform_count, seed=200, min_side=2 * p, max_side=top, **square)
-    full = DemoSettings(count=cfg.hr_full_count, seed=201, min_side=top, max_side=top, **square)
+    uniform, full = hr_demo_settings(cfg)
     parts = (
         _build_demo(root / "hr-uniform", uniform, HR_SHARD_SIZE),
         _build_demo(root / "hr-full", full, HR_SHARD_SIZE),
@@ -64,15 +62,18 @@ def build_sets(cfg: ExperimentSettings) -> Sets:
     return Sets(lr=lr, hr="::".join(str(part) for part in parts), hr_parts=parts)
 
 
-def hr_sides(cfg: ExperimentSettings) -> np.ndarray:
-    """The square sides of the HR set's images, in pixels (from the demo settings; nothing is read)."""
+def hr_demo_settings(cfg: ExperimentSettings) -> tuple[DemoSettings, DemoSettings]:
+    """The HR set's two demo builds: squares with sides uniform in [2p, top], and squares at exactly top."""
     p, top = cfg.p, round(cfg.hr_max_side * cfg.p)
     square = {"side_distribution": "uniform", "max_aspect": 1.0}
-    sides = [
-        c.width
-        for c in iter_demo(DemoSettings(count=cfg.hr_uniform_count, seed=200, min_side=2 * p, max_side=top, **square))
-    ]
-    return np.array(sides + [top] * cfg.hr_full_count)
+    uniform = DemoSettings(count=cfg.hr_uniform_count, seed=200, min_side=2 * p, max_side=top, **square)
+    full = DemoSettings(count=cfg.hr_full_count, seed=201, min_side=top, max_side=top, **square)
+    return uniform, full
+
+
+def hr_sides(cfg: ExperimentSettings) -> np.ndarray:
+    """The square sides of the HR set's images, in pixels (from the demo settings; nothing is read)."""
+    return np.array([c.width for demo in hr_demo_settings(cfg) for c in iter_demo(demo)])
 
 
 def held_out_seeds(count: int, *, set_seed: int = HELD_OUT_SEED) -> list[int]:

@@ -119,13 +119,16 @@ def scores(G, truth: GroundTruth, *, mode: str, seed: int, metrics=None) -> dict
     (`consistency_2`, `consistency_4`: the renders reduced to p×p against G's own p×p images).
     """
     names = metrics or [*WHOLE_METRICS, *PATCH_METRICS]
-    out = {}
+    out, base = {}, None
     for metric in names:
         images = fakes(G, truth, metric, mode=mode, seed=seed)
         out[metric] = distance(truth.descriptors(metric), images)
+        if mode == "model" and metric == "swd_p":
+            base = images  # G's p×p images: the consistency's reference below
         if mode == "model" and WHOLE_METRICS.get(metric, 1) > 1:
-            base = fakes(G, truth, "swd_p", mode="model", seed=seed)[: images.shape[0]]
-            out[f"consistency_{WHOLE_METRICS[metric]}"] = float(reduction_gap(images, base).mean())
+            if base is None:
+                base = fakes(G, truth, "swd_p", mode="model", seed=seed)
+            out[f"consistency_{WHOLE_METRICS[metric]}"] = float(reduction_gap(images, base[: images.shape[0]]).mean())
     return out
 
 

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import pyvips
 from PIL import Image, ImageOps
 
 from anyres_data.bucket_loader import make_bucket_loader
@@ -36,7 +34,7 @@ from anyres_data.buckets import BucketSettings, BucketTable, Placement, bucket_s
 from anyres_data.loader import LoaderSettings
 from anyres_data.probe import read_header
 from tests.bench.bench_sampler import synthesize, write_loader_shards
-from tests.bench.common import image_bench_args, markdown_table
+from tests.bench.common import image_bench_args, machine_line, markdown_table
 
 SETTINGS = BucketSettings(resolution=1024, crop="centre")
 HEADROOMS = (SETTINGS.headroom, 1.5)  # the default (the patch sampler's), and half-size loading of 4k photos
@@ -137,9 +135,7 @@ def main() -> None:
         shards = write_loader_shards(images, Path(tmp))
         rate = loader_rate(shards, batches=3 if args.quick else 8)
     print(f"bucketed loader, 1 spawned worker, 4000×3000 JPEGs (baseline + progressive): {rate:.2f} images/s")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    version = f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
-    print(f"machine: {os.cpu_count()} CPUs, load average {load} at the end; libvips {version}")
+    print(machine_line())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import statistics
 import tempfile
 import time
@@ -37,7 +36,7 @@ from anyres_data.loader import LoaderSettings, make_loader
 from anyres_data.patches import cut_patch
 from anyres_data.probe import read_header
 from anyres_data.sampling import DrawnSpec, SamplerSettings, draw_spec
-from tests.bench.common import image_bench_args
+from tests.bench.common import image_bench_args, machine_line
 from tests.support.photos import structured_image
 
 P = 256
@@ -197,9 +196,7 @@ def main() -> None:
     print(f"| sampler, one thread, in process | {single:.1f} | 1.00× |")
     print(f"| loader, 1 worker | {one:.1f} | {one / single:.2f}× |")
     print(f"| loader, 2 workers | {two:.1f} | {two / single:.2f}× (target ≥ 1.70×) |")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    version = f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
-    print(f"\nmachine: {os.cpu_count()} CPUs, load average {load} at the end; libvips {version}")
+    print("\n" + machine_line())
 
 
 if __name__ == "__main__":

@@ -56,3 +56,12 @@ def image_bench_args(
     pyvips.cache_set_max(0)
     torch.set_num_threads(1)
     return args, quick_repeats if args.quick else args.repeats
+
+
+def machine_line() -> str:
+    """CPUs, load average and libvips version: what a reader needs to judge a noisy timing."""
+    import pyvips
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    version = f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
+    return f"machine: {os.cpu_count()} CPUs, load average {load} at the end; libvips {version}"
