@@ -40,7 +40,7 @@ def toy(tmp_path, **overrides) -> ExperimentSettings:
 
 
 def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
-    cfg = toy(tmp_path)
+    cfg = toy(tmp_path, ablation_kimg=0.008)  # ablations stop half-way; the base is read at that length
     out = run(cfg)
     results = json.loads((out / "results.json").read_text())
     chosen = results["selection"]["chosen"]
@@ -49,16 +49,20 @@ def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
     chosen_run = f"anyres-{chosen}"
     for seed in (0, 1):
         assert f"lr_only/upsample/seed{seed}" in results["runs"] and f"{chosen_run}/model/seed{seed}" in results["runs"]
-    for ablation in ABLATIONS:  # one seed only
-        assert f"{ablation.run_name}/model/seed0" in results["runs"]
+    for ablation in ABLATIONS:  # one seed only, at ablation_kimg; the chosen one continues to phase2_kimg
+        assert results["ablation"][ablation.name]["kimg"] == 0.008
         assert f"{ablation.run_name}/model/seed1" not in results["runs"] or ablation.name == chosen
+        log = (out / "seed0" / ablation.run_name / "log.csv").read_text().splitlines()[-1]
+        assert log.startswith("0.016" if ablation.name == chosen else "0.008")
+    assert results["ablation"]["lr_only"]["scores"]["random"] >= 0  # (a) read at the same length
     for row in results["runs"].values():
         assert set(measure.WHOLE_METRICS) | set(measure.PATCH_METRICS) <= set(row) and all(v >= 0 for v in row.values())
     assert {"consistency_2", "consistency_4"} <= set(results["runs"][f"{chosen_run}/model/seed0"])
     assert set(results["consistency"]["ground truth"]) == {"2", "4", "8"}
     # realised coverage from the specs training drew: the s ≥ p ablation draws below 2p, the others never do
-    cov = results["coverage"]
-    assert cov["anyres-s_from_p/seed0"]["samples"] == 16 and cov["anyres-base/seed0"]["samples"] == 16
+    assert results["coverage"][f"{chosen_run}/seed0"]["samples"] == 16
+    s_from_p = results["ablation"]["s_from_p"]["coverage"]
+    assert s_from_p["samples"] == 8  # counted at the ablation's length, even if it was then continued
     table = (out / "results.md").read_text()
     for heading in ("Final table", "Consistency", "Ablations", "Realised coverage", "Along phase 2", "extrapolation"):
         assert heading in table

@@ -63,6 +63,21 @@ def phase1_end(cfg: ExperimentSettings, seed: int) -> Path:
     return run_checkpoint_path(phase1_dir(cfg, seed), round(1000 * cfg.phase1_kimg / cfg.batch))
 
 
+def _step(cfg: ExperimentSettings, kimg: float) -> int:
+    """The step whose snapshot holds `kimg`: a snapshot is written at the first step that reaches it."""
+    return math.ceil(round(1000 * kimg) / cfg.batch)
+
+
+def lr_only_checkpoint(cfg: ExperimentSettings, seed: int, kimg: float) -> Path:
+    """(a)'s snapshot at `kimg` of training in all (phase 1 included)."""
+    return run_checkpoint_path(phase1_dir(cfg, seed), _step(cfg, kimg))
+
+
+def anyres_checkpoint(cfg: ExperimentSettings, arm: AnyresArm, seed: int, kimg: float) -> Path:
+    """(b) `arm`'s snapshot at `kimg` of phase 2."""
+    return run_checkpoint_path(anyres_dir(cfg, arm, seed), _step(cfg, kimg))
+
+
 def train_lr_only(cfg: ExperimentSettings, sets: Sets, seed: int, *, total_kimg: float) -> Path:
     """Phase 1 on the LR set to `total_kimg` (phase1_kimg: the shared start; + phase2_kimg: arm (a))."""
     return train(
@@ -74,13 +89,18 @@ def anyres_dir(cfg: ExperimentSettings, arm: AnyresArm, seed: int) -> Path:
     return cfg.out / f"seed{seed}" / arm.run_name
 
 
-def train_anyres(cfg: ExperimentSettings, sets: Sets, arm: AnyresArm, seed: int) -> Path:
-    """Phase 2 of one (b) arm from phase 1's checkpoint at phase1_kimg."""
+def train_anyres(
+    cfg: ExperimentSettings, sets: Sets, arm: AnyresArm, seed: int, *, total_kimg: float | None = None
+) -> Path:
+    """Phase 2 of one (b) arm from phase 1's checkpoint at phase1_kimg, for total_kimg (None: phase2_kimg).
+
+    A shorter run resumes into the longer one: its checkpoints are the longer run's first ones.
+    """
     structural = arm.structural
     fields = {
         "phase": "patch",
         "init": str(phase1_end(cfg, seed)),
-        "total_kimg": cfg.phase2_kimg,
+        "total_kimg": cfg.phase2_kimg if total_kimg is None else total_kimg,
         "teacher_weight": arm.teacher_weight,
         "lpips": "alex" if structural and lpips_available() else "none",
         "teacher_structure": "laplacian" if structural and not lpips_available() else "none",
@@ -96,12 +116,8 @@ def trend_checkpoints(cfg: ExperimentSettings, run_dir: Path, *, continued: bool
     `continued`: the run is phase 1 continued ((a)), whose step count includes phase 1's.
     """
 
-    def step(kimg: float) -> int:  # a snapshot is written at the first step that reaches its kimg
-        return math.ceil(round(1000 * kimg) / cfg.batch)
-
-    seed_dir = run_dir.parent
-    start = run_checkpoint_path(seed_dir / "lr_only", step(cfg.phase1_kimg))
+    start = run_checkpoint_path(run_dir.parent / "lr_only", _step(cfg, cfg.phase1_kimg))
     lengths = [cfg.phase2_kimg * i / TREND_POINTS for i in range(TREND_POINTS + 1)]
     if continued:
-        return [(k, run_checkpoint_path(run_dir, step(cfg.phase1_kimg + k))) for k in lengths]
-    return [(k, run_checkpoint_path(run_dir, step(k)) if k else start) for k in lengths]
+        return [(k, run_checkpoint_path(run_dir, _step(cfg, cfg.phase1_kimg + k))) for k in lengths]
+    return [(k, run_checkpoint_path(run_dir, _step(cfg, k)) if k else start) for k in lengths]

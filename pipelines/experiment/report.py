@@ -26,6 +26,7 @@ COLUMNS = {
     "patch_4": "pSWD 4p",
     "patch_8": "pSWD 8p (extrapolation)",
 }
+ABLATION_METRICS = ("random", "patch_2", "patch_4", "whole_4")
 CONSISTENCY_COLUMNS = {"2": "2p", "4": "4p", "8": "8p (extrapolation)"}
 
 
@@ -74,34 +75,29 @@ def consistency_rows(results: dict) -> list[dict]:
 
 
 def ablation_rows(results: dict) -> list[dict]:
-    """One seed: the base (b) and each arm that changes one factor, with realised coverage and consistency."""
-    seed = results["selection"]["seed"]
+    """One seed, one length of phase 2: the base (b) and each arm that changes one factor, and (a) at that length."""
     rows = []
     for name in results["selection"]["values"]:
         arm = ARMS_BY_NAME[name]
-        key = f"{arm.run_name}/seed{seed}"
-        scores, cons, cov = (
-            results["runs"][f"{arm.run_name}/model/seed{seed}"],
-            results["consistency"][key],
-            results["coverage"][key],
-        )
+        entry = results["ablation"][name]
+        scores, cons, cov = entry["scores"], entry["consistency"], entry["coverage"]
         rows.append(
             {
                 "arm": arm.label or arm.name,
                 "teacher": results["teacher_distance"][name],
                 "E[s]/p": f"{cov['mean_s_over_p']:.2f}",
-                **{COLUMNS[m]: f"{scores[m]:.1f}" for m in ("random", "patch_2", "patch_4", "whole_4")},
+                **{COLUMNS[m]: f"{scores[m]:.1f}" for m in ABLATION_METRICS},
                 **{f"consistency {c}": f"{cons[k]:.3f}" for k, c in (("2", "2p"), ("4", "4p"))},
             }
         )
-    a = results["runs"].get(f"lr_only/upsample/seed{seed}")
+    a = results["ablation"].get("lr_only")
     if a:
         rows.append(
             {
                 "arm": "(a) LR only, upsampled",
                 "teacher": "–",
                 "E[s]/p": "1.00",
-                **{COLUMNS[m]: f"{a[m]:.1f}" for m in ("random", "patch_2", "patch_4", "whole_4")},
+                **{COLUMNS[m]: f"{a['scores'][m]:.1f}" for m in ABLATION_METRICS},
                 "consistency 2p": "–",
                 "consistency 4p": "–",
             }
@@ -177,7 +173,8 @@ def text(results: dict) -> str:
         "\n\n## Consistency\n\nMean |render at s, Lanczos-reduced to p×p − the p×p image| in [-1, 1] "
         f"({s['whole_count']} latents at 2p and 4p, {s['consistency_count']} at 8p; two different latents ≈ 0.4):\n",
         markdown(consistency_rows(results), digits=3),
-        f"\n\n## Ablations (seed {results['selection']['seed']}; each row changes one factor of the base)\n",
+        f"\n\n## Ablations (seed {results['selection']['seed']}, {results['ablation'][chosen]['kimg']:g} kimg of "
+        "phase 2 for each (b) and of phase 1 continued for (a); each row changes one factor of the base)\n",
         markdown(ablation_rows(results)),
         "\n\n## Realised coverage (counted from the specs training drew; globals count as s = p)\n",
         markdown(coverage_rows(results)),

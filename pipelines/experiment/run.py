@@ -2,10 +2,12 @@
 
 Protocol (fixed before any result was seen):
 1. On `ablation_seed`: phase 1, (b) with the base setting, (a); then each ablation (one factor of
-   the base changed) from the same phase-1 checkpoint.
+   the base changed) from the same phase-1 checkpoint, for `ablation_kimg` of phase 2 (all of
+   phase 2 unless set shorter); they are compared with the base's checkpoint at that length.
 2. The setting for the final table is the (b) arm with the lowest random-scale pSWD on the
-   ablation seed (the base unless an ablation beats it). Its seed is reused in the final table,
-   so that seed's numbers took part in the choice; the other seeds did not.
+   ablation seed (the base unless an ablation beats it; a shortened ablation that wins is then
+   trained to the full length). Its seed is reused in the final table, so that seed's numbers
+   took part in the choice; the other seeds did not.
 3. For every seed in `seeds`: phase 1, (a) and the chosen (b); all metrics; mean ± half the range.
 """
 
@@ -56,7 +58,7 @@ class Evaluator:
         """The metrics of `measure` (all, or those named) for one checkpoint in one mode."""
         run = checkpoint.parent.parent.name
         suffix = "" if metrics is None else "-" + "-".join(metrics)
-        path = checkpoint.parent.parent / "eval" / f"{run}-{mode}{suffix}.json"
+        path = checkpoint.parent.parent / "eval" / f"{run}-{checkpoint.stem}-{mode}{suffix}.json"
         key = eval_key(self.cfg, checkpoint_name(checkpoint), mode=mode, seed=seed, metrics=metrics)
         return measure.cached(
             path,
@@ -71,7 +73,9 @@ class Evaluator:
         when they were computed) and at 8p (consistency_count more latents)."""
         if rendered is None:
             rendered = self.scores(checkpoint, mode="model", seed=seed, metrics=["whole_2", "whole_4"])
-        path = checkpoint.parent.parent / "eval" / f"{checkpoint.parent.parent.name}-consistency8.json"
+        path = (
+            checkpoint.parent.parent / "eval" / f"{checkpoint.parent.parent.name}-{checkpoint.stem}-consistency8.json"
+        )
         count = self.cfg.consistency_count
         key = eval_key(self.cfg, checkpoint_name(checkpoint), count=count, seed=seed)
         far = measure.cached(
@@ -114,7 +118,7 @@ def train_seed(cfg: ExperimentSettings, sets, seed: int, arm: AnyresArm) -> dict
 
 def choose(results: dict, candidates: list[AnyresArm], seed: int) -> AnyresArm:
     """The protocol's step 2: the lowest random-scale pSWD on the ablation seed (the base on a tie)."""
-    values = {a.name: results["runs"][f"{a.run_name}/model/seed{seed}"][SELECTION_METRIC] for a in candidates}
+    values = {a.name: results["ablation"][a.name]["scores"][SELECTION_METRIC] for a in candidates}
     best = min(candidates, key=lambda a: (values[a.name], a is not BASE))
     results["selection"] = {"metric": SELECTION_METRIC, "seed": seed, "values": values, "chosen": best.name}
     return best
@@ -129,7 +133,14 @@ def run(cfg: ExperimentSettings) -> Path:
         torch.set_num_threads(cfg.threads)  # the evaluation's too (training sets its own)
     sets = build_sets(cfg)
     evaluator = Evaluator(cfg)
-    results: dict = {"settings": to_dict(cfg), "runs": {}, "consistency": {}, "coverage": {}, "trend": {}}
+    results: dict = {
+        "settings": to_dict(cfg),
+        "runs": {},
+        "consistency": {},
+        "coverage": {},
+        "trend": {},
+        "ablation": {},
+    }
     results["teacher_distance"] = {a.name: arms.teacher_distance(a) for a in (BASE, *ABLATIONS)}
 
     def measure_run(name: str, checkpoint: Path, seed: int, *, anyres: bool) -> None:
@@ -142,15 +153,28 @@ def run(cfg: ExperimentSettings) -> Path:
             results["coverage"][f"{name}/seed{seed}"] = coverage(checkpoint.parent.parent)
 
     seed0 = cfg.ablation_seed
+    length = cfg.ablation_length
     runs = {seed0: train_seed(cfg, sets, seed0, BASE)}
-    candidates = [BASE]
+    candidates = {BASE: arms.anyres_checkpoint(cfg, BASE, seed0, length)}
     if cfg.ablations:
         for arm in ABLATIONS:
-            runs[seed0][arm.run_name] = arms.train_anyres(cfg, sets, arm, seed0)
-            candidates.append(arm)
-    for name, checkpoint in runs[seed0].items():
-        measure_run(name, checkpoint, seed0, anyres=name != "lr_only")
-    chosen = choose(results, candidates, seed0)
+            candidates[arm] = arms.train_anyres(cfg, sets, arm, seed0, total_kimg=length)
+    for arm, checkpoint in candidates.items():
+        scores = evaluator.scores(checkpoint, mode="model", seed=seed0)
+        results["ablation"][arm.name] = {
+            "kimg": length,
+            "scores": scores,
+            "consistency": evaluator.consistency(checkpoint, seed=seed0, rendered=scores),
+            "coverage": coverage(checkpoint.parent.parent),
+        }
+    a_checkpoint = arms.lr_only_checkpoint(cfg, seed0, cfg.phase1_kimg + length)
+    results["ablation"]["lr_only"] = {
+        "kimg": length,
+        "scores": evaluator.scores(a_checkpoint, mode="upsample", seed=seed0),
+    }
+    chosen = choose(results, list(candidates), seed0)
+    if chosen is not BASE:  # an ablation chosen at a shorter length continues to the full one
+        runs[seed0][chosen.run_name] = arms.train_anyres(cfg, sets, chosen, seed0)
     for seed in cfg.seeds:
         if seed != seed0:
             runs[seed] = train_seed(cfg, sets, seed, chosen)

@@ -23,6 +23,11 @@ class ExperimentSettings:
     seeds: tuple[int, ...] = setting((0, 1), "Training seeds of the final table: (a) and the chosen (b) for each.")
     ablation_seed: int = setting(0, "Seed of the one-seed ablation runs.")
     ablations: bool = setting(True, "Train and report the one-seed ablations (each changes one factor of (b)).")
+    ablation_kimg: float | None = setting(
+        None,
+        "Phase-2 length of each ablation, compared with the base at the same length; None: phase2_kimg."
+        " Must be a multiple of phase2_kimg / 4 (a trend checkpoint of the base).",
+    )
     preset: Literal["tiny", "tiny64"] = setting("tiny64", "Generator size; tiny64 is p = 64, tiny p = 32.")
     lr_count: int = setting(2000, "Images in the LR set, each p×p.")
     hr_uniform_count: int = setting(50, "HR images with square sides uniform in [2p, hr_max_side·p].")
@@ -50,8 +55,17 @@ class ExperimentSettings:
         every = self.phase2_kimg / TREND_POINTS  # the snapshot interval: phase 2 starts from a snapshot
         if not math.isclose(self.phase1_kimg / every, round(self.phase1_kimg / every)):
             raise ValueError(f"phase1_kimg must be a multiple of phase2_kimg / {TREND_POINTS} (phase 2 starts there)")
+        if self.ablation_kimg is not None and not (
+            0 < self.ablation_kimg <= self.phase2_kimg
+            and math.isclose(self.ablation_kimg / every, round(self.ablation_kimg / every))
+        ):
+            raise ValueError(f"ablation_kimg must be a multiple of phase2_kimg / {TREND_POINTS} up to phase2_kimg")
         if self.hr_max_side < 2:
             raise ValueError(f"hr_max_side must be ≥ 2 (HR patches are drawn at s ≥ 2p), got {self.hr_max_side}")
+
+    @property
+    def ablation_length(self) -> float:
+        return self.phase2_kimg if self.ablation_kimg is None else self.ablation_kimg
 
     @property
     def p(self) -> int:
