@@ -156,8 +156,8 @@ def run(cfg: ExperimentSettings) -> Path:
     length = cfg.ablation_length
     runs = {seed0: train_seed(cfg, sets, seed0, BASE)}
     candidates = {BASE: arms.anyres_checkpoint(cfg, BASE, seed0, length)}
-    if cfg.ablations:
-        for arm in ABLATIONS:
+    for arm in ABLATIONS:
+        if arm.name in cfg.ablations:
             candidates[arm] = arms.train_anyres(cfg, sets, arm, seed0, total_kimg=length)
     for arm, checkpoint in candidates.items():
         scores = evaluator.scores(checkpoint, mode="model", seed=seed0)

@@ -22,7 +22,10 @@ class ExperimentSettings:
     )
     seeds: tuple[int, ...] = setting((0, 1), "Training seeds of the final table: (a) and the chosen (b) for each.")
     ablation_seed: int = setting(0, "Seed of the one-seed ablation runs.")
-    ablations: bool = setting(True, "Train and report the one-seed ablations (each changes one factor of (b)).")
+    ablations: tuple[str, ...] = setting(
+        ("lambda25", "s_from_p", "element_mixing", "l1_only"),
+        "One-seed ablations to train and report (each changes one factor of (b)); empty: none.",
+    )
     ablation_kimg: float | None = setting(
         None,
         "Phase-2 length of each ablation, compared with the base at the same length; None: phase2_kimg."
@@ -60,6 +63,9 @@ class ExperimentSettings:
             and math.isclose(self.ablation_kimg / every, round(self.ablation_kimg / every))
         ):
             raise ValueError(f"ablation_kimg must be a multiple of phase2_kimg / {TREND_POINTS} up to phase2_kimg")
+        unknown = set(self.ablations) - {arm.name for arm in ABLATIONS}
+        if unknown:
+            raise ValueError(f"unknown ablations {sorted(unknown)}; choose from {[arm.name for arm in ABLATIONS]}")
         if self.hr_max_side < 2:
             raise ValueError(f"hr_max_side must be ≥ 2 (HR patches are drawn at s ≥ 2p), got {self.hr_max_side}")
 
