@@ -194,6 +194,34 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a.b": value} for nested settings (as `to_dict` gives them)."""
+    out = {}
+    for name, value in settings.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = value
+    return out
+
+
+def changed_settings(
+    first: Mapping[str, Any], now: Mapping[str, Any], *, may_change: Callable[[str], bool]
+) -> list[tuple[str, Any, Any]]:
+    """(dotted name, first value, current value) of every nested setting that differs, sorted by name.
+
+    A resumed job compares its first run's settings with the current ones; `may_change(name)` is True
+    for settings that change how a job runs, not what it produces. A name missing on one side counts
+    as None there.
+    """
+    before, after = flatten(first), flatten(now)
+    return [
+        (name, before.get(name), after.get(name))
+        for name in sorted(set(before) | set(after))
+        if not may_change(name) and before.get(name) != after.get(name)
+    ]
+
+
 def resolve(cls: type[T], *, config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> T:
     """Defaults, then a YAML file (optional), then explicit overrides (None = not given)."""
     data: dict[str, Any] = load_yaml(config) if config else {}

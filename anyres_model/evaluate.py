@@ -37,8 +37,17 @@ from tqdm import tqdm
 from anyres_data.sampling import SamplerSettings
 from anyres_data.settings import setting, to_dict, typer_options
 from anyres_model.checkpoint import load_generator, resolve_checkpoint
+from anyres_model.devices import resolve_device
 from anyres_model.metrics import fakes, real_images
-from anyres_model.metrics.fid import FeatureAccumulator, FeatureStats, cache_key, fid, kid, load_stats, save_stats
+from anyres_model.metrics.fid import (
+    FeatureAccumulator,
+    FeatureStats,
+    cache_key,
+    fid,
+    kid,
+    load_feature_stats,
+    save_feature_stats,
+)
 from anyres_model.metrics.inception import FEATURES, Inception, load_inception
 from anyres_model.metrics.patch_specs import SpecList, draw_spec_list, with_specs
 from anyres_model.metrics.report import default_json_path, results_table, write_json
@@ -94,7 +103,7 @@ class EvalSettings:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
 
 
-class Plan(NamedTuple):
+class MetricPlan(NamedTuple):
     """The requested metrics: (name, R) for whole-image FID and SWD, the patch metrics, and whether KID too."""
 
     fid: tuple[tuple[str, int], ...]
@@ -103,7 +112,7 @@ class Plan(NamedTuple):
     kid: bool
 
 
-def plan_metrics(names: tuple[str, ...], p: int) -> Plan:
+def plan_metrics(names: tuple[str, ...], p: int) -> MetricPlan:
     """Parse metric names; `fid`/`swd` without a size mean R = p. Raises ValueError for unknown names."""
     fids, swds, patch, want_kid = [], [], set(), False
     for name in names:
@@ -128,7 +137,7 @@ def plan_metrics(names: tuple[str, ...], p: int) -> Plan:
             raise ValueError(f"{kind} at the same size requested twice: {', '.join(n for n, _ in entries)}")
     if want_kid and not (fids or {"pfid", "pfid_up"} & patch):
         raise ValueError("kid is reported beside FID-type metrics (fidR, pfid, pfid_up): request one of them too")
-    return Plan(tuple(fids), tuple(swds), frozenset(patch), want_kid)
+    return MetricPlan(tuple(fids), tuple(swds), frozenset(patch), want_kid)
 
 
 def default_cache_dir() -> Path:
@@ -243,7 +252,7 @@ def _whole_image_metrics(run: _Run, size: int, *, fid_name: str | None, swd_name
     if fid_name:
         cache_path = run.stats_key(kind=f"whole{size}", data=run.fingerprints[data], n=settings.n)
         if cache_path.exists():
-            real_stats, _ = load_stats(cache_path)
+            real_stats, _ = load_feature_stats(cache_path)
     real_desc = run.descriptors() if swd_name else None
     if real_stats is None or real_desc is not None:
         acc = run.accumulator() if fid_name and real_stats is None else None
@@ -258,7 +267,7 @@ def _whole_image_metrics(run: _Run, size: int, *, fid_name: str | None, swd_name
                 bar.update(len(keys))
         if acc is not None:
             real_stats = acc.stats()
-            save_stats(cache_path, real_stats)
+            save_feature_stats(cache_path, real_stats)
     n_fake = settings.n if fid_name else min(settings.n, settings.swd_n)
     fake_acc = run.accumulator() if fid_name else None
     fake_desc = run.descriptors() if swd_name else None
@@ -296,7 +305,7 @@ def _patch_metrics(run: _Run, which: frozenset[str], sampler: SamplerSettings) -
     if want_fid:
         cache_path = run.stats_key(kind="patches", data=run.fingerprints[data], n=n, sampler=to_dict(sampler))
         if cache_path.exists():
-            real_stats, arrays = load_stats(cache_path)
+            real_stats, arrays = load_feature_stats(cache_path)
             specs = SpecList.from_arrays(arrays)
     real_desc = run.descriptors() if want_swd else None
     if specs is None or real_desc is not None:
@@ -319,7 +328,7 @@ def _patch_metrics(run: _Run, which: frozenset[str], sampler: SamplerSettings) -
         specs = fresh
         if acc is not None:
             real_stats = acc.stats()
-            save_stats(cache_path, real_stats, **specs.arrays())
+            save_feature_stats(cache_path, real_stats, **specs.arrays())
     assert specs is not None
     accs = {name: run.accumulator() for name in ("pfid", "pfid_up") if name in which}
     descs = {name: run.descriptors() for name in ("pswd", "pswd_up") if name in which}
@@ -409,12 +418,6 @@ def evaluate(G: torch.nn.Module, settings: EvalSettings, *, progress: bool = Tru
         },
         "seconds": time.time() - start,
     }
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def eval_command(

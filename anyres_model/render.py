@@ -167,7 +167,7 @@ def zoom_specs(patch_size: int, *, levels: int, centre: tuple[float, float]) -> 
     return [PatchSpec.global_(patch_size), *crops]
 
 
-def to_uint8(img: torch.Tensor) -> np.ndarray:
+def to_numpy_image(img: torch.Tensor) -> np.ndarray:
     """(C, H, W) float in [-1, 1] -> (H, W, C) uint8."""
     return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
@@ -181,7 +181,9 @@ def zoom_strip(
     """
     context = default_border(generator)  # show zoomed crops as parts of the image, without edge effects
     panels = [
-        to_uint8(render_crop(generator, z[:1], spec, context=context if i else 0, truncation_psi=truncation_psi)[0])
+        to_numpy_image(
+            render_crop(generator, z[:1], spec, context=context if i else 0, truncation_psi=truncation_psi)[0]
+        )
         for i, spec in enumerate(specs)
     ]
     size = specs[0].p
@@ -241,7 +243,7 @@ def run_render(settings: RenderSettings, checkpoint: Path) -> Path:
         ws = generator.mapping(z, truncation_psi=settings.truncation_psi)
         tile = settings.tile or None
         for t, img in iter_tiles(generator, ws, PatchSpec.global_(settings.size), tile=tile, border=settings.border):
-            canvas[t.top : t.top + t.height, t.left : t.left + t.width] = to_uint8(img[0])
+            canvas[t.top : t.top + t.height, t.left : t.left + t.width] = to_numpy_image(img[0])
         image = Image.fromarray(canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas)
     settings.out.parent.mkdir(parents=True, exist_ok=True)
     image.save(settings.out)

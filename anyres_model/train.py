@@ -30,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from anyres_data.loader import PatchBatch, make_loader
-from anyres_data.settings import from_dict, to_dict, typer_options
+from anyres_data.settings import changed_settings, from_dict, to_dict, typer_options
 from anyres_model import distributed
 from anyres_model.checkpoint import (
     load_checkpoint,
@@ -154,16 +154,11 @@ def make_optimizers(cfg: TrainConfig, nets: Networks) -> tuple[torch.optim.Adam,
 
 def check_resumable(saved: dict[str, Any], current: TrainConfig) -> None:
     """Raise ValueError when the saved run was trained with settings that resuming would change."""
-    now = to_dict(current)
-    flat_saved = {**saved, **saved.get("data", {}), **saved.get("sampler", {})}
-    flat_now = {**now, **now["data"], **now["sampler"]}
-    changed = sorted(
-        k
-        for k in flat_now
-        if k not in RESUMABLE_CHANGES and k not in ("data", "sampler") and flat_saved.get(k) != flat_now[k]
+    changed = changed_settings(
+        saved, to_dict(current), may_change=lambda name: not RESUMABLE_CHANGES.isdisjoint(name.split("."))
     )
     if changed:
-        details = ", ".join(f"{k}: {flat_saved.get(k)!r} → {flat_now[k]!r}" for k in changed)
+        details = ", ".join(f"{name}: {before!r} → {after!r}" for name, before, after in changed)
         raise ValueError(f"cannot resume {current.run_dir} with changed settings ({details}); use another --run-dir")
 
 
