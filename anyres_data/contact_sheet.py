@@ -15,12 +15,12 @@ import pyvips
 import typer
 from PIL import Image, ImageDraw, ImageFont
 
+from anyres_data.cli.flags import typer_options
 from anyres_data.loader import SkipCounts, read_samples
 from anyres_data.patches import Patch, cut_patch
 from anyres_data.probe import ImageHeader, read_header
 from anyres_data.rejects import Rejected
 from anyres_data.sampling import SamplerSettings, draw_spec
-from anyres_data.settings import typer_options
 from anyres_data.shards import image_bytes, resolve_shards
 
 PAD = 8

@@ -42,9 +42,10 @@ from rich.table import Table
 
 from anyres_data import storage
 from anyres_data.buckets import BucketSettings, count_buckets
+from anyres_data.cli.flags import typer_options
 from anyres_data.dataset import Layout
 from anyres_data.sampling import SamplerSettings, expected_scale
-from anyres_data.settings import from_dict, merge, typer_options
+from anyres_data.settings import from_dict, merge
 
 MIN_SIDES = (256, 512, 1024, 2048)
 Role = Literal["lr", "hr"]

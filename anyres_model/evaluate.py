@@ -34,8 +34,9 @@ import typer
 from rich.console import Console
 from tqdm import tqdm
 
+from anyres_data.cli.flags import typer_options
 from anyres_data.sampling import SamplerSettings
-from anyres_data.settings import setting, to_dict, typer_options
+from anyres_data.settings import setting, to_dict
 from anyres_model.checkpoint import load_generator, resolve_checkpoint
 from anyres_model.devices import resolve_device
 from anyres_model.metrics import fakes, real_images

@@ -26,7 +26,8 @@ import torch
 import typer
 from PIL import Image, ImageDraw
 
-from anyres_data.settings import setting, to_dict, typer_options
+from anyres_data.cli.flags import typer_options
+from anyres_data.settings import setting, to_dict
 from anyres_data.spec import PatchSpec
 from anyres_model.checkpoint import load_generator, resolve_checkpoint
 from anyres_model.networks.generator import Generator

@@ -29,8 +29,9 @@ import typer
 from torch import nn
 from tqdm import tqdm
 
+from anyres_data.cli.flags import typer_options
 from anyres_data.loader import PatchBatch, make_loader
-from anyres_data.settings import changed_settings, from_dict, to_dict, typer_options
+from anyres_data.settings import changed_settings, from_dict, to_dict
 from anyres_model import distributed
 from anyres_model.checkpoint import (
     load_checkpoint,

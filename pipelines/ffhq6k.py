@@ -31,9 +31,10 @@ from rich.console import Console
 
 from anyres_data import storage
 from anyres_data.build import BuildError, BuildSettings, build
+from anyres_data.cli.flags import typer_options
 from anyres_data.filters import FilterSettings
 from anyres_data.resize import ResizeSettings
-from anyres_data.settings import setting, typer_options
+from anyres_data.settings import setting
 from anyres_data.sources import FolderSettings, SourceSettings
 from anyres_data.subset import SubsetSettings
 

@@ -38,7 +38,7 @@ from anyres_data.buckets import (
     place,
     resized_size,
 )
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest
 from anyres_data.loader import LoaderSettings
 from anyres_data.probe import read_header

@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest
 from anyres_data.filters import FilterSettings
 from anyres_data.sampling import SamplerSettings, expected_scale

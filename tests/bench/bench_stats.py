@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 from typer.testing import CliRunner
 
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest
 from anyres_data.probe import read_header
 from anyres_data.resize import ResizeSettings, resize

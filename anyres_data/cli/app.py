@@ -6,9 +6,9 @@ import typer
 from rich.console import Console
 
 from anyres_data.build import BuildError, BuildSettings, EmptyBuildError, build
+from anyres_data.cli.flags import typer_options
 from anyres_data.contact_sheet import sample_command
 from anyres_data.dataset import load_info, read_manifest, size_table, summary_table
-from anyres_data.settings import typer_options
 from anyres_data.sources.flickr import FlickrError
 from anyres_data.stats import stats_command
 from anyres_data.verify import verify
