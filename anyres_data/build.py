@@ -151,6 +151,11 @@ def resolve_settings(settings: BuildSettings) -> BuildSettings:
         (settings.fetch.deadline > 0, "--fetch-deadline must be > 0 seconds"),
         (settings.filters.max_decode_bytes > 0, "--max-decode-bytes must be > 0"),
         (settings.retry_pause >= 0, "--retry-pause must be 0 or more seconds"),
+        (
+            not (settings.out.startswith("memory://") and (settings.workers or settings.scheduler)),
+            "--out memory://... lives in this process only, where Dask workers cannot see it: "
+            "add --workers 0, or choose an --out that every worker reaches (a folder, s3://...)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -525,7 +530,14 @@ class _Runner:
 @contextmanager
 def _dask_client(settings: BuildSettings) -> Iterator[Client]:
     if settings.scheduler:
-        with Client(settings.scheduler) as client:
+        try:
+            client = Client(settings.scheduler)
+        except OSError as err:
+            raise ValueError(
+                f"cannot reach the Dask scheduler at {settings.scheduler} ({err}): start one there "
+                "(`dask scheduler`), or build without --scheduler"
+            ) from None
+        with client:
             yield client
         return
     with (

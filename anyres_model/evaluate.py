@@ -16,8 +16,8 @@ Real-data Inception statistics (and the realised spec list) are cached per datas
 settings in `--cache-dir`; SWD descriptors are recomputed each run.
 """
 
-# No `from __future__ import annotations` here: typer_options copies eval_command's own parameters, and
-# typer needs their annotations as real types, not strings.
+from __future__ import annotations
+
 import dataclasses
 import os
 import re
@@ -30,15 +30,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-import typer
-from rich.console import Console
 from tqdm import tqdm
 
-from anyres_data.cli.flags import typer_options
 from anyres_data.sampling import SamplerSettings
 from anyres_data.settings import setting, to_dict
-from anyres_model.checkpoint import load_generator, resolve_checkpoint
-from anyres_model.devices import resolve_device
 from anyres_model.metrics import fakes, real_images
 from anyres_model.metrics.fid import (
     FeatureAccumulator,
@@ -51,7 +46,6 @@ from anyres_model.metrics.fid import (
 )
 from anyres_model.metrics.inception import FEATURES, Inception, load_inception
 from anyres_model.metrics.patch_specs import SpecList, draw_spec_list, with_specs
-from anyres_model.metrics.report import default_json_path, results_table, write_json
 from anyres_model.metrics.swd import DescriptorSet, SWDResult, swd
 
 PATCH_METRICS = ("pfid", "pswd", "pfid_up", "pswd_up")
@@ -419,34 +413,3 @@ def evaluate(G: torch.nn.Module, settings: EvalSettings, *, progress: bool = Tru
         },
         "seconds": time.time() - start,
     }
-
-
-def eval_command(
-    settings: EvalSettings,
-    checkpoint: Path = typer.Argument(
-        ..., help="Generator checkpoint (state_dict + JSON config), or a training run directory (its newest)."
-    ),
-    out: Path | None = typer.Option(None, "--out", help="JSON output path (default: CKPT.eval.json beside it)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
-) -> None:
-    """Evaluate a generator checkpoint: prints a table and writes JSON next to the checkpoint."""
-    device = resolve_device(settings.device)
-    checkpoint = resolve_checkpoint(checkpoint)
-    G = load_generator(checkpoint).to(device)
-    try:
-        results = evaluate(G, settings, progress=not quiet)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
-    results["checkpoint"] = str(checkpoint)
-    path = write_json(results, out or default_json_path(checkpoint))
-    console = Console()
-    console.print(results_table(results, title=f"anyres-eval {checkpoint.name}"))
-    console.print(f"wrote {path}")
-
-
-app = typer.Typer(add_completion=False, help=__doc__)
-app.command(name="eval")(typer_options(EvalSettings, eval_command))
-
-
-def main() -> None:
-    app()

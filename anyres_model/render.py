@@ -23,10 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import typer
 from PIL import Image, ImageDraw
 
-from anyres_data.cli.flags import typer_options
 from anyres_data.settings import setting, to_dict
 from anyres_data.spec import PatchSpec
 from anyres_model.checkpoint import load_generator, resolve_checkpoint
@@ -251,29 +249,3 @@ def run_render(settings: RenderSettings, checkpoint: Path) -> Path:
     record = {"checkpoint": str(checkpoint), "settings": to_dict(settings), "generator": to_dict(generator.cfg)}
     settings.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     return settings.out
-
-
-def _command(
-    settings: RenderSettings,
-    checkpoint: Path = typer.Argument(
-        ..., exists=True, help="checkpoint file, or a training run directory (its newest checkpoint)"
-    ),
-) -> None:
-    """Render an image (or a zoom strip) of any size from a generator checkpoint."""
-    try:
-        out = run_render(settings, checkpoint)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
-    typer.echo(f"wrote {out}")
-
-
-app = typer.Typer(add_completion=False, help="Render images of any size, or zoom strips, from a generator checkpoint.")
-app.command()(typer_options(RenderSettings, _command))
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -25,11 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import typer
 from torch import nn
 from tqdm import tqdm
 
-from anyres_data.cli.flags import typer_options
 from anyres_data.loader import PatchBatch, make_loader
 from anyres_data.settings import changed_settings, from_dict, to_dict
 from anyres_model import distributed
@@ -415,31 +413,3 @@ def _next_multiple(nimg: int, kimg: float) -> float:
 def load_train_config(path: Path) -> TrainConfig:
     """The training settings saved in a checkpoint."""
     return from_dict(TrainConfig, load_checkpoint(path).config["train"])
-
-
-def _command(
-    cfg: TrainConfig,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved settings as JSON and exit."),
-) -> None:
-    """Train the any-resolution generator (phase 1: --phase global; phase 2: --phase patch --init CKPT)."""
-    if dry_run:
-        typer.echo(json.dumps(to_dict(cfg), indent=2))
-        return
-    try:
-        path = train(cfg)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
-    if distributed.rank_from_env() == 0:
-        typer.echo(f"last checkpoint: {path}")
-
-
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
-app.command()(typer_options(TrainConfig, _command))
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

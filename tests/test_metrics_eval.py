@@ -11,7 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from anyres_model.checkpoint import network_config, save_checkpoint
-from anyres_model.evaluate import EvalSettings, app, evaluate, plan_metrics
+from anyres_model.cli.evaluate import app
+from anyres_model.evaluate import EvalSettings, evaluate, plan_metrics
 from anyres_model.metrics.fid import load_feature_stats
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset

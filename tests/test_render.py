@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from anyres_data.spec import PatchSpec
 from anyres_model.checkpoint import load_checkpoint, load_generator, network_config, save_checkpoint
+from anyres_model.cli.render import app
 from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset
 from anyres_model.render import (
-    app,
     default_border,
     latent,
     render,

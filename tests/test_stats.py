@@ -23,12 +23,11 @@ from anyres_data.stats import (
     discard,
     load_all,
     load_stats,
-    plot_discard,
-    plot_sizes,
     summary,
     table1,
     training_scale,
 )
+from anyres_data.stats_plots import plot_discard, plot_sizes
 from tests.support.manifests import synthetic_manifest, write_manifest_dataset
 
 N_HR = 200_000

@@ -17,6 +17,7 @@ from typing import Any
 
 import typer
 
+from anyres_data.cli.errors import fail
 from anyres_data.settings import from_dict, load_yaml, merge
 
 NONE_WORD = "none"
@@ -136,7 +137,7 @@ def typer_options(cls: type, command: Callable[..., Any]) -> Callable[..., Any]:
                 _put(data, path, None)
             settings = from_dict(cls, data)
         except ValueError as err:
-            raise typer.BadParameter(str(err)) from err
+            fail(str(err))
         return command(settings, **kwargs)
 
     wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
