@@ -32,14 +32,13 @@ from anyres_data.loader import (
     PatchLoader,
     PatchStream,
     SkipCounts,
-    image_bytes,
     rank_and_world,
-    resolve_shards,
     spawned_loader,
 )
 from anyres_data.probe import ImageHeader, check_complete, read_header
 from anyres_data.rejects import Rejected
 from anyres_data.sampling import ImageTooSmall, worker_rng
+from anyres_data.shards import image_bytes, resolve_shards
 
 
 class BucketBatch(NamedTuple):

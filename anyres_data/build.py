@@ -53,10 +53,11 @@ from anyres_data.payload import discard, spill
 from anyres_data.plan import PARTITION_COLUMNS, Partition, plan, read_partition, row_candidate
 from anyres_data.rejects import Rejected, is_transient
 from anyres_data.resize import ResizeSettings
-from anyres_data.settings import setting, to_dict
+from anyres_data.settings import changed_settings, flatten, setting, to_dict
 from anyres_data.shards import ShardWriter, drop_samples, read_shard
 from anyres_data.sources import SourceName, SourceSettings, TarReader, iter_candidates
 from anyres_data.subset import SubsetSettings, subset_candidates
+from anyres_data.vips import setup_vips_worker
 
 RECORD_COLUMNS = {**MANIFEST_COLUMNS, "position": "Int64", "status": "string", "message": "string"}
 # Settings that change how a build runs, not what it produces: a resumed build may change them.
@@ -150,6 +151,11 @@ def resolve_settings(settings: BuildSettings) -> BuildSettings:
         (settings.fetch.deadline > 0, "--fetch-deadline must be > 0 seconds"),
         (settings.filters.max_decode_bytes > 0, "--max-decode-bytes must be > 0"),
         (settings.retry_pause >= 0, "--retry-pause must be 0 or more seconds"),
+        (
+            not (settings.out.startswith("memory://") and (settings.workers or settings.scheduler)),
+            "--out memory://... lives in this process only, where Dask workers cannot see it: "
+            "add --workers 0, or choose an --out that every worker reaches (a folder, s3://...)",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -231,13 +237,13 @@ def _prepare(layout: Layout, settings: BuildSettings) -> bool:
             )
         if not storage.exists(layout.build_json):
             raise ValueError(f"{settings.out} holds no anyres build (no _work/build.json): choose another --out")
-        now = _flat(current)
         # a setting the first run's version did not have yet counts as its default
-        first = _flat(_public(to_dict(BuildSettings()))) | _flat(storage.read_json(layout.build_json)["settings"])
+        first = flatten(_public(to_dict(BuildSettings()))) | flatten(storage.read_json(layout.build_json)["settings"])
         changed = [
-            f"{name}: {first.get(name)!r} -> {now.get(name)!r}"
-            for name in sorted(set(first) | set(now))
-            if name.split(".")[0] not in RUN_FIELDS and first.get(name) != now.get(name)
+            f"{name}: {before!r} -> {after!r}"
+            for name, before, after in changed_settings(
+                first, current, may_change=lambda name: name.split(".")[0] in RUN_FIELDS
+            )
         ]
         if changed:
             raise ValueError(
@@ -250,17 +256,6 @@ def _prepare(layout: Layout, settings: BuildSettings) -> bool:
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     storage.write_json({"settings": current, "started_at": started_at}, layout.build_json, tmp_dir=layout.tmp)
     return False
-
-
-def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a.b": value} for nested settings."""
-    out = {}
-    for name, value in settings.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{name}."))
-        else:
-            out[prefix + name] = value
-    return out
 
 
 def _public(settings: dict[str, Any]) -> dict[str, Any]:
@@ -359,8 +354,7 @@ def _ingesting(settings: BuildSettings) -> Iterator[tuple[Callable[[list[pd.Seri
     Everything the rows share lives as long as the block: an HTTP session, a tar reader, the decode
     budget and the temporary folder for large downloads (deleted on leaving, whatever happened).
     """
-    pyvips.cache_set_max(0)  # each image is read once: caching only holds memory
-    pyvips.concurrency_set(1)  # parallelism comes from the task's threads
+    setup_vips_worker()
     with (
         TarReader() as tar_reader,
         new_session(settings.threads) as session,
@@ -536,7 +530,14 @@ class _Runner:
 @contextmanager
 def _dask_client(settings: BuildSettings) -> Iterator[Client]:
     if settings.scheduler:
-        with Client(settings.scheduler) as client:
+        try:
+            client = Client(settings.scheduler)
+        except OSError as err:
+            raise ValueError(
+                f"cannot reach the Dask scheduler at {settings.scheduler} ({err}): start one there "
+                "(`dask scheduler`), or build without --scheduler"
+            ) from None
+        with client:
             yield client
         return
     with (

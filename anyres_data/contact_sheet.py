@@ -8,19 +8,17 @@ a global sample), and the patch itself sits beside it, exactly as the loader wou
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pyvips
-import typer
 from PIL import Image, ImageDraw, ImageFont
 
-from anyres_data.loader import SkipCounts, image_bytes, read_samples, resolve_shards
+from anyres_data.loader import SkipCounts, read_samples
 from anyres_data.patches import Patch, cut_patch
 from anyres_data.probe import ImageHeader, read_header
 from anyres_data.rejects import Rejected
 from anyres_data.sampling import SamplerSettings, draw_spec
-from anyres_data.settings import typer_options
+from anyres_data.shards import image_bytes, resolve_shards
 
 PAD = 8
 CAPTION = 34  # pixels of text under each cell
@@ -107,24 +105,3 @@ def contact_sheet(
     for i, cell in enumerate(cells):
         sheet.paste(cell, ((i % columns) * width, (i // columns) * height))
     return sheet, skips.as_dict()
-
-
-def _sample(
-    settings: SamplerSettings,
-    dataset: str = typer.Argument(..., help="Dataset directory (OUT), shard URL, brace pattern or glob."),
-    n: int = typer.Option(16, "--n", help="Number of samples on the sheet."),
-    out: Path = typer.Option(Path("sheet.png"), "--out", help="Where to write the sheet (PNG)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the shard order and the drawn specs."),
-    columns: int = typer.Option(4, "--columns", help="Cells per row."),
-    tile: int | None = typer.Option(
-        None, "--tile", help="Display size of thumbnails and patches (default min(p, 320))."
-    ),
-) -> None:
-    """Write a contact sheet: patches beside their source thumbnails, with square (yellow) and window (red) drawn."""
-    sheet, skipped = contact_sheet(dataset, settings=settings, n=n, seed=seed, columns=columns, tile=tile)
-    sheet.save(out)
-    note = ", ".join(f"{count} {reason}" for reason, count in skipped.items() if count)
-    typer.echo(f"wrote {out} ({sheet.width}×{sheet.height})" + (f"; skipped {note}" if note else ""))
-
-
-sample_command = typer_options(SamplerSettings, _sample)

@@ -23,16 +23,12 @@ import os
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, NamedTuple
-from urllib.parse import urlparse
+from typing import Any, NamedTuple
 
-import braceexpand
-import fsspec
 import numpy as np
 import pyvips
 import torch
 import webdataset as wds
-from fsspec.implementations.local import LocalFileSystem
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
@@ -42,19 +38,18 @@ from anyres_data.probe import check_complete, read_header
 from anyres_data.rejects import Rejected
 from anyres_data.sampling import ImageTooSmall, SamplerSettings, draw_spec, global_spec, worker_rng
 from anyres_data.settings import setting
+from anyres_data.shards import image_bytes, open_shard, resolve_shards
 from anyres_data.spec import PatchSpec, specs_to_tensor
+from anyres_data.vips import setup_vips_worker
 
 log = logging.getLogger(__name__)
 
-# Members that hold the image, in order of preference; WebDataset lowercases them.
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "gif", "bmp", "avif", "heic", "heif", "jxl", "jp2")
 SKIP_REASONS = ("shard", "no_image", "unreadable", "too_small", "too_large")
 MAX_SKIPS_IN_A_ROW = 1000  # then the data, not a few samples, is broken: stop instead of spinning forever
 # Shards that fail before any sample has arrived: then the URLs are wrong or the data is gone. Resampling
 # draws shards at random, so with half of them bad a false alarm has odds of 2^-32.
 MAX_SHARDS_WITHOUT_SAMPLE = 32
 LIMITS = FilterSettings()  # the loader refuses what a default build refuses (pixels, memory to decode)
-_WDS_SCHEMES = ("pipe", "http", "https")  # opened by webdataset's gopen (curl); everything else by fsspec
 
 
 @dataclass(frozen=True)
@@ -117,51 +112,6 @@ def collate_patches(items: list[PatchItem]) -> PatchBatch:
         specs_to_tensor([item.spec for item in items]),
         [item.key for item in items],
     )
-
-
-def resolve_shards(urls: str) -> list[str]:
-    """Shard URLs from a dataset directory, a .tar URL, a brace pattern, a glob, or several joined by '::'.
-
-    A directory yields its `shards/*.tar` (our layout) or else its `*.tar`; fsspec URLs are listed
-    through fsspec; `pipe:` and http(s) URLs are brace-expanded only (they cannot be listed).
-    Raises ValueError when nothing is found or a named (non-http) shard does not exist.
-    """
-    found: list[str] = []
-    missing: list[str] = []
-    for part in (u.strip() for u in urls.split("::")):
-        if not part:
-            continue
-        for url in braceexpand.braceexpand(part):
-            if urlparse(url).scheme in _WDS_SCHEMES:
-                found.append(url)
-                continue
-            fs, path = fsspec.core.url_to_fs(url)
-            name = (lambda p: p) if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol
-            if any(c in path for c in "*?["):
-                found.extend(name(p) for p in sorted(fs.glob(path)))
-            elif fs.isdir(path):
-                inner = sorted(fs.glob(path.rstrip("/") + "/shards/*.tar")) or sorted(
-                    fs.glob(path.rstrip("/") + "/*.tar")
-                )
-                found.extend(name(p) for p in inner)
-            elif fs.exists(path):
-                found.append(url)
-            else:
-                missing.append(url)
-    if missing:
-        raise ValueError(f"shard(s) not found: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
-    if not found:
-        raise ValueError(
-            f"no shards found at {urls!r}: give a dataset directory (with shards/*.tar), a .tar URL, "
-            "a brace pattern such as shards/x-{000000..000009}.tar, or a glob"
-        )
-    return found
-
-
-def _open_url(url: str) -> IO[bytes]:
-    if urlparse(url).scheme in _WDS_SCHEMES:
-        return wds.gopen(url, "rb")
-    return fsspec.open(url, "rb").open()
 
 
 class SkipCounts:
@@ -237,7 +187,7 @@ def _open_shards(shards: Iterator[dict[str, Any]], health: _ShardHealth) -> Iter
     failures = 0
     for shard in shards:
         try:
-            stream = _open_url(shard["url"])
+            stream = open_shard(shard["url"])
         except Exception as error:  # unreachable URL, vanished file: skip the shard, keep training
             health.failed(shard["url"], error)
             failures += 1
@@ -258,14 +208,6 @@ def read_samples(shards: Iterable[dict[str, Any]], *, skips: SkipCounts) -> Iter
     health = _ShardHealth(skips)
     files = tar_file_expander(_open_shards(iter(shards), health), handler=health.handler)
     return health.count(group_by_keys(files, handler=health.handler))
-
-
-def image_bytes(sample: dict[str, Any]) -> bytes | None:
-    """The image member of a sample (first of IMAGE_EXTENSIONS present), or None."""
-    for ext in IMAGE_EXTENSIONS:
-        if ext in sample:
-            return sample[ext]
-    return None
 
 
 class FastForward:
@@ -368,8 +310,7 @@ def _mix_batches(
 
 
 def _init_worker(worker_id: int) -> None:
-    pyvips.concurrency_set(1)
-    pyvips.cache_set_max(0)
+    setup_vips_worker()
     torch.set_num_threads(1)
 
 

@@ -2,22 +2,21 @@
 
 A settings class is a frozen dataclass whose fields are declared with `setting(...)`, so each
 field carries its help text. `from_dict` builds it strictly (unknown keys and wrong types are
-errors that say what is allowed), `to_dict` makes it JSON/YAML-ready, and `typer_options`
-turns the same fields into CLI flags: the default and the help live in one place only.
+errors that say what is allowed), `to_dict` makes it JSON/YAML-ready, and the CLIs turn the same
+fields into flags (`anyres_data.cli.flags`): the default and the help live in one place only.
+This module imports no CLI library, and fsspec only when a settings file is read, so the
+networks, which declare their settings here too, load without either.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import fsspec
-import typer
 import yaml
 
 T = TypeVar("T")
@@ -26,7 +25,7 @@ T = TypeVar("T")
 def setting(default: Any, help: str, *, cli: bool = True, cli_prefix: str | None = None) -> Any:
     """A dataclass field with help text.
 
-    `cli=False` keeps it out of the generated CLI flags. For a nested settings field,
+    `cli=False` keeps it out of the CLI flags (`anyres_data.cli.flags`). For a nested settings field,
     `cli_prefix` is put before its fields' flag names (default: the field's name and '_';
     "" gives bare flags such as `--query` for `flickr.query`).
     """
@@ -162,6 +161,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     Only plain YAML is read (`yaml.safe_load`): a Python object tag such as `!!python/object` is
     refused. Raises ValueError, naming the file, when it cannot be read or is not a plain mapping.
     """
+    import fsspec  # here, not at the top: see the module's docstring
+
     try:
         with fsspec.open(str(path), "r") as f:
             data = yaml.safe_load(f) or {}
@@ -194,111 +195,35 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def flatten(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a.b": value} for nested settings (as `to_dict` gives them)."""
+    out = {}
+    for name, value in settings.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{name}."))
+        else:
+            out[prefix + name] = value
+    return out
+
+
+def changed_settings(
+    first: Mapping[str, Any], now: Mapping[str, Any], *, may_change: Callable[[str], bool]
+) -> list[tuple[str, Any, Any]]:
+    """(dotted name, first value, current value) of every nested setting that differs, sorted by name.
+
+    A resumed job compares its first run's settings with the current ones; `may_change(name)` is True
+    for settings that change how a job runs, not what it produces. A name missing on one side counts
+    as None there.
+    """
+    before, after = flatten(first), flatten(now)
+    return [
+        (name, before.get(name), after.get(name))
+        for name in sorted(set(before) | set(after))
+        if not may_change(name) and before.get(name) != after.get(name)
+    ]
+
+
 def resolve(cls: type[T], *, config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> T:
     """Defaults, then a YAML file (optional), then explicit overrides (None = not given)."""
     data: dict[str, Any] = load_yaml(config) if config else {}
     return from_dict(cls, merge(data, overrides or {}))
-
-
-def _flat_fields(
-    cls: type, prefix: str = "", defaults: Any = None
-) -> list[tuple[str, tuple[str, ...], Any, dataclasses.Field, Any]]:
-    """(flag name, path of field names, type hint, field, default) for every CLI-visible leaf field.
-
-    Defaults of nested fields come from the parent field's default instance.
-    """
-    out = []
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("cli", True):
-            continue
-        hint = hints[f.name]
-        default = getattr(defaults, f.name) if defaults is not None else f.default
-        if dataclasses.is_dataclass(hint):
-            sub_prefix = f.metadata.get("cli_prefix")
-            sub_prefix = f.name + "_" if sub_prefix is None else sub_prefix
-            for name, path, sub_hint, sub_field, sub_default in _flat_fields(hint, prefix + sub_prefix, default):
-                out.append((name, (f.name, *path), sub_hint, sub_field, sub_default))
-        else:
-            out.append((prefix + f.name, (f.name,), hint, f, default))
-    return out
-
-
-def _cli_type(hint: Any) -> Any:
-    """The type typer parses for a field; tuples and Literals travel as strings, checked by from_dict."""
-    origin = typing.get_origin(hint)
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if origin in (typing.Union, types.UnionType) and len(args) == 1:
-        return _cli_type(args[0])
-    if hint in (bool, int, float, str, Path):
-        return hint
-    return str
-
-
-def _default_text(default: Any) -> str:
-    if default is dataclasses.MISSING:
-        default = None
-    if isinstance(default, tuple):
-        default = ",".join(map(str, default))
-    return "" if default is None else str(default)
-
-
-def typer_options(cls: type, command: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap `command(settings, **rest)` as a typer command with one flag per field of `cls`.
-
-    `command`'s own parameters after the first stay as they are (positional arguments, extra
-    options); every field of `cls` becomes `--field-name`, with help and default from the field.
-    `--config FILE.yaml` loads a YAML file first; flags given on the command line win.
-    """
-    own = list(inspect.signature(command, eval_str=True).parameters.values())[1:]
-    flat = _flat_fields(cls)
-    names = [name for name, *_ in flat] + [p.name for p in own] + ["config"]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    assert not clashes, f"{cls.__name__}: CLI flags defined twice: {clashes}"
-    params = list(own)
-    params.append(
-        inspect.Parameter(
-            "config",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(None, "--config", help="YAML file with these settings; flags override it."),
-            annotation=typing.Optional[Path],  # noqa: UP045 (typer reads the annotation at run time)
-        )
-    )
-    for name, _path, hint, f, default in flat:
-        cli_type = _cli_type(hint)
-        flag = "--" + name.replace("_", "-")
-        decls = [f"{flag}/--no-{flag[2:]}"] if cli_type is bool else [flag]
-        help_text = f.metadata.get("help", "")
-        shown = _default_text(default)
-        if shown:
-            help_text = f"{help_text} (default: {shown})"
-        params.append(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, *decls, help=help_text, show_default=False),
-                annotation=typing.Optional[cli_type],  # noqa: UP045
-            )
-        )
-
-    def wrapper(**kwargs: Any) -> Any:
-        overrides: dict[str, Any] = {}
-        for name, path, _hint, _f, _default in flat:
-            value = kwargs.pop(name)
-            if value is None:
-                continue
-            node = overrides
-            for key in path[:-1]:
-                node = node.setdefault(key, {})
-            node[path[-1]] = value
-        config = kwargs.pop("config")
-        try:
-            settings = resolve(cls, config=config, overrides=overrides)
-        except ValueError as err:
-            raise typer.BadParameter(str(err)) from err
-        return command(settings, **kwargs)
-
-    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    wrapper.__doc__ = command.__doc__
-    wrapper.__name__ = command.__name__
-    return wrapper

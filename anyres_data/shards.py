@@ -14,15 +14,76 @@ import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import IO, Any
+from urllib.parse import urlparse
 
+import braceexpand
 import fsspec
 import webdataset as wds
+from fsspec.implementations.local import LocalFileSystem
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from anyres_data import storage
 from anyres_data.ingest import Sample
 from anyres_data.payload import SpilledFile
+
+# Members that hold the image, in order of preference; WebDataset lowercases them.
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "gif", "bmp", "avif", "heic", "heif", "jxl", "jp2")
+WDS_SCHEMES = ("pipe", "http", "https")  # opened by webdataset's gopen (curl); everything else by fsspec
+
+
+def resolve_shards(urls: str) -> list[str]:
+    """Shard URLs from a dataset directory, a .tar URL, a brace pattern, a glob, or several joined by '::'.
+
+    A directory yields its `shards/*.tar` (our layout) or else its `*.tar`; fsspec URLs are listed
+    through fsspec; `pipe:` and http(s) URLs are brace-expanded only (they cannot be listed).
+    Raises ValueError when nothing is found or a named (non-http) shard does not exist.
+    """
+    found: list[str] = []
+    missing: list[str] = []
+    for part in (u.strip() for u in urls.split("::")):
+        if not part:
+            continue
+        for url in braceexpand.braceexpand(part):
+            if urlparse(url).scheme in WDS_SCHEMES:
+                found.append(url)
+                continue
+            fs, path = fsspec.core.url_to_fs(url)
+            name = (lambda p: p) if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol
+            if any(c in path for c in "*?["):
+                found.extend(name(p) for p in sorted(fs.glob(path)))
+            elif fs.isdir(path):
+                inner = sorted(fs.glob(path.rstrip("/") + "/shards/*.tar")) or sorted(
+                    fs.glob(path.rstrip("/") + "/*.tar")
+                )
+                found.extend(name(p) for p in inner)
+            elif fs.exists(path):
+                found.append(url)
+            else:
+                missing.append(url)
+    if missing:
+        raise ValueError(f"shard(s) not found: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+    if not found:
+        raise ValueError(
+            f"no shards found at {urls!r}: give a dataset directory (with shards/*.tar), a .tar URL, "
+            "a brace pattern such as shards/x-{000000..000009}.tar, or a glob"
+        )
+    return found
+
+
+def open_shard(url: str) -> IO[bytes]:
+    """A shard's bytes: pipe: and http(s) through webdataset's gopen, any other URL through fsspec."""
+    if urlparse(url).scheme in WDS_SCHEMES:
+        return wds.gopen(url, "rb")
+    return fsspec.open(url, "rb").open()
+
+
+def image_bytes(sample: dict[str, Any]) -> bytes | None:
+    """The image member of a sample (first of IMAGE_EXTENSIONS present), or None."""
+    for ext in IMAGE_EXTENSIONS:
+        if ext in sample:
+            return sample[ext]
+    return None
 
 
 def encode_metadata(metadata: dict[str, Any]) -> bytes:

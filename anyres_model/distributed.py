@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from anyres_model.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class Process:
@@ -34,20 +36,17 @@ def init_process(device: str = "auto") -> Process:
 
     device: "auto" (CUDA when available), "cpu", or "cuda".
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    on_cuda = resolve_device(device).type == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = rank_from_env()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "cuda":
+    if on_cuda:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if on_cuda else "gloo")
     return Process(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 

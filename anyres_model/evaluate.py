@@ -16,8 +16,8 @@ Real-data Inception statistics (and the realised spec list) are cached per datas
 settings in `--cache-dir`; SWD descriptors are recomputed each run.
 """
 
-# No `from __future__ import annotations` here: typer_options copies eval_command's own parameters, and
-# typer needs their annotations as real types, not strings.
+from __future__ import annotations
+
 import dataclasses
 import os
 import re
@@ -30,18 +30,22 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-import typer
-from rich.console import Console
 from tqdm import tqdm
 
 from anyres_data.sampling import SamplerSettings
-from anyres_data.settings import setting, to_dict, typer_options
-from anyres_model.checkpoint import load_generator, resolve_checkpoint
+from anyres_data.settings import setting, to_dict
 from anyres_model.metrics import fakes, real_images
-from anyres_model.metrics.fid import FeatureAccumulator, FeatureStats, cache_key, fid, kid, load_stats, save_stats
+from anyres_model.metrics.fid import (
+    FeatureAccumulator,
+    FeatureStats,
+    cache_key,
+    fid,
+    kid,
+    load_feature_stats,
+    save_feature_stats,
+)
 from anyres_model.metrics.inception import FEATURES, Inception, load_inception
 from anyres_model.metrics.patch_specs import SpecList, draw_spec_list, with_specs
-from anyres_model.metrics.report import default_json_path, results_table, write_json
 from anyres_model.metrics.swd import DescriptorSet, SWDResult, swd
 
 PATCH_METRICS = ("pfid", "pswd", "pfid_up", "pswd_up")
@@ -94,7 +98,7 @@ class EvalSettings:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
 
 
-class Plan(NamedTuple):
+class MetricPlan(NamedTuple):
     """The requested metrics: (name, R) for whole-image FID and SWD, the patch metrics, and whether KID too."""
 
     fid: tuple[tuple[str, int], ...]
@@ -103,7 +107,7 @@ class Plan(NamedTuple):
     kid: bool
 
 
-def plan_metrics(names: tuple[str, ...], p: int) -> Plan:
+def plan_metrics(names: tuple[str, ...], p: int) -> MetricPlan:
     """Parse metric names; `fid`/`swd` without a size mean R = p. Raises ValueError for unknown names."""
     fids, swds, patch, want_kid = [], [], set(), False
     for name in names:
@@ -128,7 +132,7 @@ def plan_metrics(names: tuple[str, ...], p: int) -> Plan:
             raise ValueError(f"{kind} at the same size requested twice: {', '.join(n for n, _ in entries)}")
     if want_kid and not (fids or {"pfid", "pfid_up"} & patch):
         raise ValueError("kid is reported beside FID-type metrics (fidR, pfid, pfid_up): request one of them too")
-    return Plan(tuple(fids), tuple(swds), frozenset(patch), want_kid)
+    return MetricPlan(tuple(fids), tuple(swds), frozenset(patch), want_kid)
 
 
 def default_cache_dir() -> Path:
@@ -243,7 +247,7 @@ def _whole_image_metrics(run: _Run, size: int, *, fid_name: str | None, swd_name
     if fid_name:
         cache_path = run.stats_key(kind=f"whole{size}", data=run.fingerprints[data], n=settings.n)
         if cache_path.exists():
-            real_stats, _ = load_stats(cache_path)
+            real_stats, _ = load_feature_stats(cache_path)
     real_desc = run.descriptors() if swd_name else None
     if real_stats is None or real_desc is not None:
         acc = run.accumulator() if fid_name and real_stats is None else None
@@ -258,7 +262,7 @@ def _whole_image_metrics(run: _Run, size: int, *, fid_name: str | None, swd_name
                 bar.update(len(keys))
         if acc is not None:
             real_stats = acc.stats()
-            save_stats(cache_path, real_stats)
+            save_feature_stats(cache_path, real_stats)
     n_fake = settings.n if fid_name else min(settings.n, settings.swd_n)
     fake_acc = run.accumulator() if fid_name else None
     fake_desc = run.descriptors() if swd_name else None
@@ -296,7 +300,7 @@ def _patch_metrics(run: _Run, which: frozenset[str], sampler: SamplerSettings) -
     if want_fid:
         cache_path = run.stats_key(kind="patches", data=run.fingerprints[data], n=n, sampler=to_dict(sampler))
         if cache_path.exists():
-            real_stats, arrays = load_stats(cache_path)
+            real_stats, arrays = load_feature_stats(cache_path)
             specs = SpecList.from_arrays(arrays)
     real_desc = run.descriptors() if want_swd else None
     if specs is None or real_desc is not None:
@@ -319,7 +323,7 @@ def _patch_metrics(run: _Run, which: frozenset[str], sampler: SamplerSettings) -
         specs = fresh
         if acc is not None:
             real_stats = acc.stats()
-            save_stats(cache_path, real_stats, **specs.arrays())
+            save_feature_stats(cache_path, real_stats, **specs.arrays())
     assert specs is not None
     accs = {name: run.accumulator() for name in ("pfid", "pfid_up") if name in which}
     descs = {name: run.descriptors() for name in ("pswd", "pswd_up") if name in which}
@@ -409,40 +413,3 @@ def evaluate(G: torch.nn.Module, settings: EvalSettings, *, progress: bool = Tru
         },
         "seconds": time.time() - start,
     }
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def eval_command(
-    settings: EvalSettings,
-    checkpoint: Path = typer.Argument(
-        ..., help="Generator checkpoint (state_dict + JSON config), or a training run directory (its newest)."
-    ),
-    out: Path | None = typer.Option(None, "--out", help="JSON output path (default: CKPT.eval.json beside it)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
-) -> None:
-    """Evaluate a generator checkpoint: prints a table and writes JSON next to the checkpoint."""
-    device = resolve_device(settings.device)
-    checkpoint = resolve_checkpoint(checkpoint)
-    G = load_generator(checkpoint).to(device)
-    try:
-        results = evaluate(G, settings, progress=not quiet)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
-    results["checkpoint"] = str(checkpoint)
-    path = write_json(results, out or default_json_path(checkpoint))
-    console = Console()
-    console.print(results_table(results, title=f"anyres-eval {checkpoint.name}"))
-    console.print(f"wrote {path}")
-
-
-app = typer.Typer(add_completion=False, help=__doc__)
-app.command(name="eval")(typer_options(EvalSettings, eval_command))
-
-
-def main() -> None:
-    app()

@@ -8,13 +8,14 @@ user gives. `random` builds a randomly initialised trunk — for tests of the pl
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import lpips
 import torch
 from torch import nn
+
+from anyres_model.weights import find_weights, hub_checkpoint
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
@@ -24,7 +25,7 @@ _SLICE_OF_FEATURE = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4,
 
 def default_alexnet_path() -> Path:
     """Where torchvision keeps AlexNet's ImageNet weights: $TORCH_HOME/hub/checkpoints/."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+    return hub_checkpoint(ALEXNET_FILE)
 
 
 def _missing_weights_message(tried: Path) -> str:
@@ -46,9 +47,7 @@ def load_lpips(weights: str = "alex", *, spatial: bool = True) -> nn.Module:
         warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
         model = lpips.LPIPS(net="alex", pnet_rand=True, spatial=spatial, verbose=False)
     if weights != "random":
-        path = default_alexnet_path() if weights == "alex" else Path(os.path.expanduser(weights))
-        if not path.is_file():
-            raise FileNotFoundError(_missing_weights_message(path))
+        path = find_weights(None if weights == "alex" else weights, ALEXNET_FILE, missing=_missing_weights_message)
         state = torch.load(path, map_location="cpu", weights_only=True)
         trunk = {}
         for name, tensor in state.items():

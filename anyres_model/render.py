@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import typer
 from PIL import Image, ImageDraw
 
-from anyres_data.settings import setting, to_dict, typer_options
+from anyres_data.settings import setting, to_dict
 from anyres_data.spec import PatchSpec
 from anyres_model.checkpoint import load_generator, resolve_checkpoint
 from anyres_model.networks.generator import Generator
@@ -167,7 +166,7 @@ def zoom_specs(patch_size: int, *, levels: int, centre: tuple[float, float]) -> 
     return [PatchSpec.global_(patch_size), *crops]
 
 
-def to_uint8(img: torch.Tensor) -> np.ndarray:
+def to_numpy_image(img: torch.Tensor) -> np.ndarray:
     """(C, H, W) float in [-1, 1] -> (H, W, C) uint8."""
     return ((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
@@ -181,7 +180,9 @@ def zoom_strip(
     """
     context = default_border(generator)  # show zoomed crops as parts of the image, without edge effects
     panels = [
-        to_uint8(render_crop(generator, z[:1], spec, context=context if i else 0, truncation_psi=truncation_psi)[0])
+        to_numpy_image(
+            render_crop(generator, z[:1], spec, context=context if i else 0, truncation_psi=truncation_psi)[0]
+        )
         for i, spec in enumerate(specs)
     ]
     size = specs[0].p
@@ -241,36 +242,10 @@ def run_render(settings: RenderSettings, checkpoint: Path) -> Path:
         ws = generator.mapping(z, truncation_psi=settings.truncation_psi)
         tile = settings.tile or None
         for t, img in iter_tiles(generator, ws, PatchSpec.global_(settings.size), tile=tile, border=settings.border):
-            canvas[t.top : t.top + t.height, t.left : t.left + t.width] = to_uint8(img[0])
+            canvas[t.top : t.top + t.height, t.left : t.left + t.width] = to_numpy_image(img[0])
         image = Image.fromarray(canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas)
     settings.out.parent.mkdir(parents=True, exist_ok=True)
     image.save(settings.out)
     record = {"checkpoint": str(checkpoint), "settings": to_dict(settings), "generator": to_dict(generator.cfg)}
     settings.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     return settings.out
-
-
-def _command(
-    settings: RenderSettings,
-    checkpoint: Path = typer.Argument(
-        ..., exists=True, help="checkpoint file, or a training run directory (its newest checkpoint)"
-    ),
-) -> None:
-    """Render an image (or a zoom strip) of any size from a generator checkpoint."""
-    try:
-        out = run_render(settings, checkpoint)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
-    typer.echo(f"wrote {out}")
-
-
-app = typer.Typer(add_completion=False, help="Render images of any size, or zoom strips, from a generator checkpoint.")
-app.command()(typer_options(RenderSettings, _command))
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -18,7 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from anyres_data.spec import PatchSpec
 from anyres_model.networks.generator import Generator
-from anyres_model.render import render_crop, to_uint8
+from anyres_model.render import render_crop, to_numpy_image
 
 PARTS = ("data", "G", "D", "teacher", "lpips")
 
@@ -151,6 +151,6 @@ def grid_specs(patch_size: int, scales: tuple[int, ...] = (1, 2, 4)) -> list[Pat
 def save_image_grid(generator: Generator, z: torch.Tensor, path: Path) -> None:
     """One row per latent, one column per scale (global, 2P, 4P centre crops), as a PNG."""
     columns = [render_crop(generator, z, spec) for spec in grid_specs(generator.patch_size)]  # each (B, C, P, P)
-    rows = [np.concatenate([to_uint8(col[i]) for col in columns], axis=1) for i in range(z.shape[0])]
+    rows = [np.concatenate([to_numpy_image(col[i]) for col in columns], axis=1) for i in range(z.shape[0])]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0).squeeze()).save(path)

@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import typer
 from torch import nn
 from tqdm import tqdm
 
 from anyres_data.loader import PatchBatch, make_loader
-from anyres_data.settings import from_dict, to_dict, typer_options
+from anyres_data.settings import changed_settings, from_dict, to_dict
 from anyres_model import distributed
 from anyres_model.checkpoint import (
     load_checkpoint,
@@ -154,16 +153,11 @@ def make_optimizers(cfg: TrainConfig, nets: Networks) -> tuple[torch.optim.Adam,
 
 def check_resumable(saved: dict[str, Any], current: TrainConfig) -> None:
     """Raise ValueError when the saved run was trained with settings that resuming would change."""
-    now = to_dict(current)
-    flat_saved = {**saved, **saved.get("data", {}), **saved.get("sampler", {})}
-    flat_now = {**now, **now["data"], **now["sampler"]}
-    changed = sorted(
-        k
-        for k in flat_now
-        if k not in RESUMABLE_CHANGES and k not in ("data", "sampler") and flat_saved.get(k) != flat_now[k]
+    changed = changed_settings(
+        saved, to_dict(current), may_change=lambda name: not RESUMABLE_CHANGES.isdisjoint(name.split("."))
     )
     if changed:
-        details = ", ".join(f"{k}: {flat_saved.get(k)!r} → {flat_now[k]!r}" for k in changed)
+        details = ", ".join(f"{name}: {before!r} → {after!r}" for name, before, after in changed)
         raise ValueError(f"cannot resume {current.run_dir} with changed settings ({details}); use another --run-dir")
 
 
@@ -419,31 +413,3 @@ def _next_multiple(nimg: int, kimg: float) -> float:
 def load_train_config(path: Path) -> TrainConfig:
     """The training settings saved in a checkpoint."""
     return from_dict(TrainConfig, load_checkpoint(path).config["train"])
-
-
-def _command(
-    cfg: TrainConfig,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved settings as JSON and exit."),
-) -> None:
-    """Train the any-resolution generator (phase 1: --phase global; phase 2: --phase patch --init CKPT)."""
-    if dry_run:
-        typer.echo(json.dumps(to_dict(cfg), indent=2))
-        return
-    try:
-        path = train(cfg)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
-    if distributed.rank_from_env() == 0:
-        typer.echo(f"last checkpoint: {path}")
-
-
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
-app.command()(typer_options(TrainConfig, _command))
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -31,9 +31,11 @@ from rich.console import Console
 
 from anyres_data import storage
 from anyres_data.build import BuildError, BuildSettings, build
+from anyres_data.cli.errors import user_errors
+from anyres_data.cli.flags import typer_options
 from anyres_data.filters import FilterSettings
 from anyres_data.resize import ResizeSettings
-from anyres_data.settings import setting, typer_options
+from anyres_data.settings import setting
 from anyres_data.sources import FolderSettings, SourceSettings
 from anyres_data.subset import SubsetSettings
 
@@ -110,11 +112,8 @@ def run(settings: FFHQ6kSettings, *, console: Console | None = None) -> dict[str
 def _command(settings: FFHQ6kSettings) -> None:
     """Build FFHQ6k (LR set at 256, HR set of 5k images at 512-1024 plus 1k at 1024) from a folder of FFHQ."""
     console = Console(stderr=True)
-    try:
+    with user_errors(BuildError):
         infos = run(settings, console=console)
-    except (ValueError, BuildError) as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from None
     kept = {name: info["counts"]["kept"] for name, info in infos.items()}
     console.print(f"FFHQ6k in {settings.out}: " + ", ".join(f"{name} {n:,} images" for name, n in kept.items()))
 

@@ -23,7 +23,7 @@ import webdataset as wds
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
-from anyres_data import stats
+from anyres_data import stats, stats_plots
 from anyres_data.bucket_loader import BucketBatch, make_bucket_loader
 from anyres_data.buckets import (
     Bucket,
@@ -38,7 +38,7 @@ from anyres_data.buckets import (
     place,
     resized_size,
 )
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest
 from anyres_data.loader import LoaderSettings
 from anyres_data.probe import read_header
@@ -389,7 +389,7 @@ def test_stats_bucket_histogram_and_discard_against_direct_counts(tmp_path):
         assert lost.at[resolution, "images_lost"] == small.sum()
         assert math.isclose(lost.at[resolution, "pixels_share"], (w * h)[small].sum() / (w * h).sum())
     assert lost["images_share"].is_monotonic_increasing
-    figure = stats.plot_buckets(datasets, settings, tmp_path / "buckets.png")
+    figure = stats_plots.plot_buckets(datasets, settings, tmp_path / "buckets.png")
     bars = [p.get_height() for p in figure.axes[0].patches]
     assert sum(bars) == len(manifest) and (tmp_path / "buckets.png").stat().st_size > 1000
 

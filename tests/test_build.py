@@ -15,7 +15,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import MANIFEST_COLUMNS, extra_fields, load_info, read_manifest, read_rejects
 from anyres_data.rejects import REASONS
 from anyres_data.sources import SourceSettings

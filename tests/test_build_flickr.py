@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 from typer.testing import CliRunner
 
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import load_info, read_manifest, read_rejects
 from anyres_data.verify import verify
 from tests.support.flickr_server import TEST_KEY, FlickrServer

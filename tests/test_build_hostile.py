@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, EmptyBuildError, build
 from anyres_data.candidate import MAX_KEY_LENGTH
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest, read_rejects
 from anyres_data.fetch import FetchSettings
 from anyres_data.shards import read_shard

@@ -11,8 +11,9 @@ import torch
 from typer.testing import CliRunner
 
 from anyres_model.checkpoint import network_config, save_checkpoint
-from anyres_model.evaluate import EvalSettings, app, evaluate, plan_metrics
-from anyres_model.metrics.fid import load_stats
+from anyres_model.cli.evaluate import app
+from anyres_model.evaluate import EvalSettings, evaluate, plan_metrics
+from anyres_model.metrics.fid import load_feature_stats
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset
 from tests.support.metrics_dataset import write_dataset
@@ -72,7 +73,7 @@ def test_evaluate_all_metrics_then_from_the_cache(dataset, generator, tmp_path):
     # the real statistics and the realised spec list were cached; with the shards gone, FID metrics still work
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(cached) == 2 and cached[0].startswith("patches-") and cached[1].startswith("whole32-")
-    stats, arrays = load_stats(tmp_path / "cache" / cached[0])
+    stats, arrays = load_feature_stats(tmp_path / "cache" / cached[0])
     assert stats.n == 3 and arrays["spec_specs"].shape == (3, 4) and arrays["spec_keys"].dtype.kind == "U"
     for shard in (dataset / "shards").iterdir():
         shard.rename(tmp_path / shard.name)

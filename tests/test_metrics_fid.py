@@ -10,7 +10,7 @@ import scipy.linalg
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from anyres_model.metrics.fid import FeatureAccumulator, fid, kid, load_stats, save_stats, stats_of
+from anyres_model.metrics.fid import FeatureAccumulator, fid, kid, load_feature_stats, save_feature_stats, stats_of
 from anyres_model.metrics.inception import (
     INCEPTION_ENV,
     INCEPTION_FILE,
@@ -100,8 +100,8 @@ def test_stats_round_trip_without_pickle(tmp_path):
     stats = stats_of(gaussian(50, 4, seed=7), kid_max=20)
     keys = np.array(["a_1", "bb-2", "c"])
     path = tmp_path / "stats.npz"
-    save_stats(path, stats, spec_keys=keys, spec_specs=np.ones((3, 4)))
-    loaded, extra = load_stats(path)
+    save_feature_stats(path, stats, spec_keys=keys, spec_specs=np.ones((3, 4)))
+    loaded, extra = load_feature_stats(path)
     assert loaded.n == 50
     np.testing.assert_array_equal(loaded.mu, stats.mu)
     np.testing.assert_array_equal(loaded.sigma, stats.sigma)

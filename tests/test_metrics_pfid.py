@@ -115,7 +115,7 @@ def test_latents_are_per_index():
     assert torch.equal(a[2:], b)
     assert not torch.equal(fakes.latents(8, [0], 16), a[:1])
     x = torch.tensor([[-1.0, 0.0, 1.0, 2.0]]).view(1, 1, 1, 4).expand(1, 3, 1, 4)
-    assert fakes.to_uint8(x)[0, 0, 0].tolist() == [0, 128, 255, 255]
+    assert fakes.quantize(x)[0, 0, 0].tolist() == [0, 128, 255, 255]
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +139,10 @@ def test_fake_patches_are_rendered_at_the_listed_specs(dataset, tiny_generator):
     z = fakes.latents(11, [i], G.cfg.z_dim)
     with torch.no_grad():
         direct = G(z, [specs.drawn(i).spec])  # entry i alone, from the list: its own z, its realised spec
-        same = (fake.int() - fakes.to_uint8(direct)[0].int()).abs()
+        same = (fake.int() - fakes.quantize(direct)[0].int()).abs()
         moved = specs.drawn(i).spec
         shifted = G(z, [PatchSpec(moved.s, moved.x0 + 3, moved.y0, moved.p)])
-    moved_diff = (fake.int() - fakes.to_uint8(shifted)[0].int()).abs()
+    moved_diff = (fake.int() - fakes.quantize(shifted)[0].int()).abs()
     assert same.max() <= 1 and same.float().mean() < 0.01  # batched vs alone: equal up to float rounding
     assert moved_diff.float().mean() > 0.5  # while a 3-px shift changes the patch
     # the baseline is G's own global image, resampled at the same window

@@ -13,7 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import extra_fields, load_info, read_manifest, read_rejects
 from anyres_data.sampling import SamplerSettings
 from anyres_data.settings import resolve

@@ -13,10 +13,19 @@ from typer.testing import CliRunner
 
 from anyres_data.spec import PatchSpec
 from anyres_model.checkpoint import load_checkpoint, load_generator, network_config, save_checkpoint
+from anyres_model.cli.render import app
 from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset
-from anyres_model.render import app, default_border, latent, render, render_crop, tile_layout, to_uint8, zoom_specs
+from anyres_model.render import (
+    default_border,
+    latent,
+    render,
+    render_crop,
+    tile_layout,
+    to_numpy_image,
+    zoom_specs,
+)
 
 TINY_G, TINY_D = preset("tiny")
 
@@ -180,7 +189,7 @@ def test_cli_renders_tiled_image_and_zoom_strip(tmp_path, generator):
     result = runner.invoke(app, [str(ckpt), "--size", "80", "--tile", "32", "--seed", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
     pixels = np.asarray(Image.open(out))
-    expected = to_uint8(render(generator, latent(3, TINY_G.z_dim), 80, tile=32)[0])
+    expected = to_numpy_image(render(generator, latent(3, TINY_G.z_dim), 80, tile=32)[0])
     assert pixels.shape == (80, 80, 3)
     assert np.abs(pixels.astype(int) - expected.astype(int)).max() <= 1  # rounding of float noise at most
     record = json.loads(out.with_suffix(".json").read_text())

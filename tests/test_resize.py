@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
 from anyres_data.candidate import Candidate
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import MANIFEST_COLUMNS, extra_fields, read_manifest
 from anyres_data.ingest import PROBE_NAMES
 from anyres_data.probe import read_header

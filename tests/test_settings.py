@@ -6,8 +6,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from anyres_data.cli import app as cli
-from anyres_data.settings import from_dict, resolve, setting, to_dict, typer_options
+from anyres_data.cli.app import app as cli
+from anyres_data.cli.flags import typer_options
+from anyres_data.settings import from_dict, resolve, setting, to_dict
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,19 @@ def test_typer_options_share_defaults_and_help(tmp_path):
     assert "a size in pixels" in help_text and "256" in help_text
 
 
+def recording_app(cls: type) -> tuple[typer.Typer, dict]:
+    """A typer app whose `run` command, made from `cls`, records its settings in seen["s"]."""
+    seen: dict = {}
+
+    def run(settings) -> None:
+        seen["s"] = settings
+
+    app = typer.Typer()
+    app.command()(typer_options(cls, run))
+    app.command("noop")(lambda: None)
+    return app, seen
+
+
 @dataclass(frozen=True)
 class Outer:
     inner: Inner = setting(Inner(rate=9.0), "nested with a non-class default")
@@ -92,14 +106,7 @@ class Outer:
 def test_nested_fields_start_from_the_field_default_not_the_class_default():
     assert from_dict(Outer, {}).inner.rate == 9.0
     assert from_dict(Outer, {"inner": {}}).inner.rate == 9.0
-    seen = {}
-
-    def run(settings: Outer) -> None:
-        seen["s"] = settings
-
-    app = typer.Typer()
-    app.command()(typer_options(Outer, run))
-    app.command("noop")(lambda: None)
+    app, seen = recording_app(Outer)
     runner = CliRunner()
     assert runner.invoke(app, ["run"]).exit_code == 0
     assert seen["s"].inner.rate == 9.0
@@ -134,3 +141,25 @@ def test_a_yaml_object_tag_is_a_clear_error_not_a_traceback(tmp_path):
     config.write_text("source: [demo\n")
     with pytest.raises(ValueError, match="is not valid YAML"):
         resolve(Demo, config=config)
+
+
+@dataclass(frozen=True)
+class Tiled:
+    tile: int | None = setting(512, "tile size; None: one pass")
+    label: str | None = setting(None, "a label")
+
+
+def test_the_word_none_sets_an_optional_field_back_to_none(tmp_path):
+    app, seen = recording_app(Tiled)
+    runner = CliRunner()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tile: 64\nlabel: yaml\n")
+    assert runner.invoke(app, ["run", "--tile", "none"]).exit_code == 0
+    assert seen["s"] == Tiled(tile=None)
+    assert runner.invoke(app, ["run", "--config", str(cfg), "--tile", "None", "--label", "none"]).exit_code == 0
+    assert seen["s"] == Tiled(tile=None, label=None)
+    assert runner.invoke(app, ["run", "--config", str(cfg), "--tile", "32"]).exit_code == 0
+    assert seen["s"] == Tiled(tile=32, label="yaml")
+    result = runner.invoke(app, ["run", "--tile", "big"])
+    assert result.exit_code == 2 and "tile" in result.output
+    assert "none: unset" in runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output

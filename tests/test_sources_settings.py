@@ -6,14 +6,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from anyres_data.settings import _flat_fields, from_dict, to_dict, typer_options
+from anyres_data.cli.flags import flat_fields, typer_options
+from anyres_data.settings import from_dict, to_dict
 from anyres_data.sources import SOURCE_NAMES, SourceSettings, iter_candidates
 from anyres_data.sources.demo import DemoSettings
 from anyres_data.sources.flickr import FlickrSettings
 
 
 def test_flags_are_unique_and_read_well():
-    flags = sorted(name for name, *_ in _flat_fields(SourceSettings))
+    flags = sorted(name for name, *_ in flat_fields(SourceSettings))
     assert len(flags) == len(set(flags))
     expected = {"query", "tags", "tag_mode", "min_upload_date", "api_key_file", "api_calls_per_hour", "url_list"}
     expected |= {"input_format", "url_col", "caption_col", "save_additional_columns", "folder", "demo_count"}

@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
-from anyres_data.cli import app
+from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest
 from anyres_data.filters import FilterSettings
 from anyres_data.sampling import SamplerSettings, expected_scale
@@ -23,12 +23,11 @@ from anyres_data.stats import (
     discard,
     load_all,
     load_stats,
-    plot_discard,
-    plot_sizes,
     summary,
     table1,
     training_scale,
 )
+from anyres_data.stats_plots import plot_discard, plot_sizes
 from tests.support.manifests import synthetic_manifest, write_manifest_dataset
 
 N_HR = 200_000

@@ -198,7 +198,7 @@ def test_two_cpu_ranks_train_with_torchrun(tmp_path, dataset):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-        "-m", "anyres_model.train",
+        "-m", "anyres_model.cli.train",
         "--run-dir", str(run_dir), "--hr", str(dataset), "--batch-size", "2", "--workers", "0",
         "--total-kimg", "0.008", "--snapshot-kimg", "0.008", "--image-kimg", "0", "--device", "cpu", "--threads", "1",
     ]  # fmt: skip

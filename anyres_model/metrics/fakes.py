@@ -25,7 +25,7 @@ def latents(seed: int, indices: Sequence[int] | np.ndarray, z_dim: int) -> torch
     return torch.from_numpy(np.stack(rows)).reshape(len(rows), z_dim)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
+def quantize(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) in [-1, 1] → uint8 on the CPU."""
     return (images.detach() * 127.5 + 128).clamp(0, 255).to("cpu", torch.uint8)
 
@@ -36,19 +36,19 @@ def whole_images(G: torch.nn.Module, z: torch.Tensor, size: int, *, tile: int | 
 
     Returns uint8 (B, 3, size, size).
     """
-    return to_uint8(render(G, z, size, tile=tile))
+    return quantize(render(G, z, size, tile=tile))
 
 
 @torch.no_grad()
 def global_images(G: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     """G(z): the whole unit square at the generator's own p×p, uint8 (B, 3, p, p) (the baseline's base image)."""
-    return to_uint8(G(z))
+    return quantize(G(z))
 
 
 @torch.no_grad()
 def patches(G: torch.nn.Module, z: torch.Tensor, specs: torch.Tensor) -> torch.Tensor:
     """G(z_i, spec_i) for specs (B, 4) = (s, x0, y0, p): uint8 (B, 3, p, p)."""
-    return to_uint8(G(z, specs.to(z.device)))
+    return quantize(G(z, specs.to(z.device)))
 
 
 def lanczos_windows(base: torch.Tensor, specs: torch.Tensor) -> torch.Tensor:

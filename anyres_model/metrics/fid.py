@@ -147,7 +147,7 @@ def cache_key(**parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def save_stats(path: str | Path, stats: FeatureStats, **extra: np.ndarray) -> None:
+def save_feature_stats(path: str | Path, stats: FeatureStats, **extra: np.ndarray) -> None:
     """Write stats (and any extra arrays, e.g. the spec list) to an .npz, atomically (tmp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,8 +156,8 @@ def save_stats(path: str | Path, stats: FeatureStats, **extra: np.ndarray) -> No
     tmp.replace(path)
 
 
-def load_stats(path: str | Path) -> tuple[FeatureStats, dict[str, np.ndarray]]:
-    """Read stats written by `save_stats` (no pickles): (stats, extra arrays)."""
+def load_feature_stats(path: str | Path) -> tuple[FeatureStats, dict[str, np.ndarray]]:
+    """Read stats written by `save_feature_stats` (no pickles): (stats, extra arrays)."""
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     stats = FeatureStats(

@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
+from anyres_model.weights import find_weights, hub_checkpoint
+
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = URL_INCEPTION_V3
 INCEPTION_ENV = "ANYRES_INCEPTION_WEIGHTS"
@@ -82,7 +84,7 @@ class Inception:
 
 def default_inception_path() -> Path:
     """Where torch-fidelity caches the weights: $TORCH_HOME/hub/checkpoints/INCEPTION_FILE."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    return hub_checkpoint(INCEPTION_FILE)
 
 
 def missing_weights_message(tried: Path) -> str:
@@ -99,11 +101,7 @@ def find_inception_weights(path: str | Path | None = None) -> Path:
 
     Raises FileNotFoundError naming the file, the places tried, and where to download it.
     """
-    given = path or os.environ.get(INCEPTION_ENV)
-    candidate = Path(os.path.expanduser(str(given))) if given else default_inception_path()
-    if not candidate.is_file():
-        raise FileNotFoundError(missing_weights_message(candidate))
-    return candidate
+    return find_weights(path or os.environ.get(INCEPTION_ENV), INCEPTION_FILE, missing=missing_weights_message)
 
 
 def check_state_dict(state: object, reference: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:

@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from anyres_data.loader import IMAGE_EXTENSIONS, resolve_shards
 from anyres_data.patches import cut_global, cut_patch
+from anyres_data.shards import IMAGE_EXTENSIONS, resolve_shards
 from anyres_data.spec import PatchSpec
 from anyres_model.metrics.patch_specs import SpecList
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from anyres_data.settings import to_dict, typer_options
+from anyres_data.cli.flags import typer_options
+from anyres_data.settings import to_dict
 from pipelines.experiment import __doc__ as overview
 from pipelines.experiment.diagnostics import scale_branch_ablation, zoom_probe
 from pipelines.experiment.run import run

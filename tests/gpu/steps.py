@@ -40,7 +40,7 @@ from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset
 from anyres_model.ops import FAST_OPS, REFERENCE_OPS, Ops, upfirdn2d, upfirdn2d_ref
-from anyres_model.render import default_border, latent, render, tile_layout, to_uint8, zoom_specs, zoom_strip
+from anyres_model.render import default_border, latent, render, tile_layout, to_numpy_image, zoom_specs, zoom_strip
 from tests.gpu.check import CheckSettings, pinned_requirements, write_json
 
 if TYPE_CHECKING:
@@ -601,7 +601,7 @@ def rendering(ctx: Context) -> None:
         r.update(size=s.render_size, tile=s.render_tile, tiles=len(tiles), rendered_square=tiles[0].spec.p)
         r.update(seconds=round(seconds, 2), s_per_tile=round(seconds / len(tiles), 4), **memory.as_dict())
         require(bool(torch.isfinite(image).all()), "non-finite pixels")
-        pixels = Image.fromarray(to_uint8(image[0]))
+        pixels = Image.fromarray(to_numpy_image(image[0]))
         del image
         preview = min(1024, s.render_size)
         pixels.resize((preview, preview), Image.Resampling.LANCZOS).save(

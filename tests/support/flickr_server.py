@@ -50,6 +50,7 @@ import numpy as np
 import pyvips
 
 from anyres_data.sources.demo import render_demo
+from anyres_data.sources.flickr import SORTS
 
 TEST_KEY = "0123456789abcdef0123456789abcdef"  # well-formed: Flickr keys are 32 hex digits
 VOCABULARY = ("church", "cathedral", "bird", "mountain", "lake", "street", "flower", "bridge")
@@ -63,15 +64,6 @@ _FAULT_STATUS |= {"fail105": 200, "fail10": 200, "deep_json": 200, "malformed_ph
 MALFORMED_PHOTOS = [7, "photo", None, ["id", "1"], {"title": "no id", "url_o": "http://127.0.0.1:9/x.jpg"}]
 DEEP = 200_000
 FAULTS = tuple(_FAULT_STATUS)
-SORTS = {
-    "date-posted-asc",
-    "date-posted-desc",
-    "date-taken-asc",
-    "date-taken-desc",
-    "interestingness-desc",
-    "interestingness-asc",
-    "relevance",
-}
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ import typer
 from rich.console import Console
 
 from anyres_data.build import BuildError, BuildSettings, EmptyBuildError, build
-from anyres_data.contact_sheet import sample_command
+from anyres_data.cli.errors import fail, user_errors
+from anyres_data.cli.flags import typer_options
+from anyres_data.cli.sample import sample_command
+from anyres_data.cli.stats import stats_command
 from anyres_data.dataset import load_info, read_manifest, size_table, summary_table
-from anyres_data.settings import typer_options
 from anyres_data.sources.flickr import FlickrError
-from anyres_data.stats import stats_command
 from anyres_data.verify import verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -19,25 +20,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 def build_command(settings: BuildSettings) -> None:
     """Build a dataset of native-resolution images from a source into WebDataset shards."""
     console = Console(stderr=True)
-    try:
-        build(settings, console=console)
-    except EmptyBuildError as err:  # the build ran, but nothing works: as loud as can be, and exit 1
-        console.rule("[bold red]nothing was kept[/]", style="red")
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(1) from None
-    except (ValueError, BuildError, FlickrError) as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from None
+    with user_errors(BuildError, FlickrError):
+        try:
+            build(settings, console=console)
+        except EmptyBuildError as err:  # the build ran, but nothing works: as loud as can be, and exit 1
+            console.rule("[bold red]nothing was kept[/]", style="red")
+            fail(str(err), code=1)
 
 
 def info_command(out: str = typer.Argument(..., help="dataset folder (any fsspec URL)")) -> None:
     """Print the summary of a built dataset: outcomes by reason, sizes, formats."""
-    console = Console()
-    try:
+    with user_errors():
         info = load_info(out)
-    except ValueError as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from None
+    console = Console()
     console.print(summary_table(info.data))
     console.print(size_table(read_manifest(out)))
     timing, versions = info.data["timing"], info.data["versions"]
@@ -49,12 +44,9 @@ def info_command(out: str = typer.Argument(..., help="dataset folder (any fsspec
 
 def verify_command(out: str = typer.Argument(..., help="dataset folder (any fsspec URL)")) -> None:
     """Re-read every shard and check it against the manifest; exit code 1 on any mismatch."""
-    console = Console()
-    try:
+    with user_errors():
         report = verify(out)
-    except ValueError as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from None
+    console = Console()
     for problem in report.problems[:50]:
         console.print(f"[red]✗[/] {problem}")
     if len(report.problems) > 50:

@@ -1,0 +1,3 @@
+from anyres_data.cli.app import main
+
+main()
