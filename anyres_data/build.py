@@ -9,7 +9,8 @@ RETRY     after a pause, the candidates that failed transiently (timeout, connec
           shard that gains an image is rewritten, then its record. --resume does this again, also
           for a finished build.
 FINALIZE  exact and near duplicates over the whole dataset, dropped from their shards (rewritten
-          atomically); then manifest.parquet, rejects.parquet and, last, dataset.json. A build that
+          atomically); then manifest.parquet, rejects.parquet, wids.json (the shard list of webdataset's
+          indexed reader) and, last, dataset.json. A build that
           keeps nothing says so and fails (EmptyBuildError) unless allow_empty.
 
 Plan and execute overlap: a shard's task is submitted as soon as its partition is written, with a
@@ -627,8 +628,19 @@ def _read_drops(layout: Layout) -> pd.DataFrame:
     return typed([], DROP_COLUMNS)
 
 
+def wids_index(name: str, manifest: pd.DataFrame, layout: Layout) -> dict[str, Any]:
+    """The shard list webdataset's indexed reader (`wids.ShardListDataset`) opens: per shard its URL
+    (relative to OUT, where the index lies) and sample count, in shard order."""
+    counts = manifest["shard"].value_counts()
+    shards = [
+        {"url": f"shards/{shard}", "nsamples": int(counts[shard]), "filesize": storage.size(layout.shard(shard))}
+        for shard in sorted(counts.index)
+    ]
+    return {"wids_version": 1, "name": name, "shardlist": shards}
+
+
 def finalize(settings: BuildSettings, layout: Layout, *, run_started: float) -> dict[str, Any]:
-    """Drop duplicates from the shards, write manifest.parquet, rejects.parquet and dataset.json (last).
+    """Drop duplicates from the shards, write manifest.parquet, rejects.parquet, wids.json and dataset.json (last).
 
     Needs every shard's record. Idempotent: an interrupted finalize runs again to the same result.
     """
@@ -676,6 +688,7 @@ def finalize(settings: BuildSettings, layout: Layout, *, run_started: float) -> 
     manifest, rejected = typed(manifest, MANIFEST_COLUMNS), typed(rejected, REJECT_COLUMNS)
     storage.write_parquet(manifest, layout.manifest, tmp_dir=layout.tmp)
     storage.write_parquet(rejected, layout.rejects, tmp_dir=layout.tmp)
+    storage.write_json(wids_index(settings.name, manifest, layout), layout.wids_json, tmp_dir=layout.tmp)
 
     counts = {
         "candidates": len(partitions),

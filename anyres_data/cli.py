@@ -8,6 +8,7 @@ from rich.console import Console
 from anyres_data.build import BuildError, BuildSettings, EmptyBuildError, build
 from anyres_data.contact_sheet import sample_command
 from anyres_data.dataset import load_info, read_manifest, size_table, summary_table
+from anyres_data.export import export_command
 from anyres_data.settings import typer_options
 from anyres_data.sources.flickr import FlickrError
 from anyres_data.stats import stats_command
@@ -72,6 +73,7 @@ app.command("info")(info_command)
 app.command("verify")(verify_command)
 app.command("sample")(sample_command)
 app.command("stats")(stats_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

@@ -2,9 +2,10 @@
 
 ```
 OUT/
-  shards/NAME-000000.tar   KEY.EXT (original bytes) + KEY.json (metadata) per sample
+  shards/NAME-000000.tar   KEY.EXT (original bytes) + KEY.json (metadata) [+ KEY.txt (caption)] per sample
   manifest.parquet         one row per kept image (MANIFEST_COLUMNS)
   rejects.parquet          one row per rejected candidate (REJECT_COLUMNS)
+  wids.json                the shard list (URL, sample count) of webdataset's indexed reader, wids
   dataset.json             settings, counts by reason, versions, timing; written last
   _work/                   build state for --resume: candidate partitions, per-shard records
 ```
@@ -28,7 +29,7 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "url": "string",
     "width": "Int64",  # as displayed (after EXIF orientation)
     "height": "Int64",
-    "original_width": "Int64",  # img2dataset's name for the size before any resize: never resized here
+    "original_width": "Int64",  # img2dataset's name for the size before any resize (ours or the source's)
     "original_height": "Int64",
     "sha256": "string",  # of the stored bytes
     "source": "string",
@@ -48,6 +49,7 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "bit_depth": "Int64",
     "n_pages": "Int64",
     "interlaced": "boolean",
+    "caption": "string",  # the source's caption, also the sample's KEY.txt member (missing: none)
     "extra": "string",  # JSON object of the source's own columns (top-level fields in KEY.json)
 }
 REJECT_COLUMNS: dict[str, str] = {
@@ -95,6 +97,11 @@ class Layout:
     @property
     def dataset_json(self) -> str:
         return storage.join(self.out, "dataset.json")
+
+    @property
+    def wids_json(self) -> str:
+        """The shard list of webdataset's indexed reader (`wids.ShardListDataset(OUT/wids.json)`)."""
+        return storage.join(self.out, "wids.json")
 
     @property
     def work(self) -> str:
