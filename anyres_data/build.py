@@ -23,6 +23,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import datetime
+import importlib.util
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyvips
+import yaml
 from distributed import Client, LocalCluster, as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -164,7 +166,8 @@ def build(
     """Build the dataset `settings` describe and return its dataset.json.
 
     `candidates` replaces the source named in the settings (for recipes and tests); a resumed build
-    must be given the same ones. Raises ValueError for bad settings or an OUT that is in the way,
+    must be given the same ones. A build that fails before any shard is done leaves OUT as it found
+    it (so the corrected command runs as a first one). Raises ValueError for bad settings or an OUT that is in the way,
     BuildError when a shard task keeps failing (rerun with resume=True after fixing the cause),
     EmptyBuildError when the build is complete but kept nothing (unless `allow_empty`).
     """
@@ -172,22 +175,38 @@ def build(
     console = console or Console(stderr=True)
     layout = Layout.at(settings.out)
     started = time.time()
+    existed, fresh = storage.exists(layout.out), not storage.listdir(layout.out)
     complete = _prepare(layout, settings)
     retry = complete and settings.retry_transient and bool(_transient_shards(layout))
     if complete and not retry:
         console.print(f"{settings.out} is already complete; nothing to do.")
         return storage.read_json(layout.dataset_json)
-    with _progress(console, enabled=settings.progress) as tally, _Runner(settings) as runner:
-        if not complete:
-            if candidates is None:
-                candidates = iter_candidates(settings.source, settings.sources, licenses=settings.filters.license)
-            candidates = subset_candidates(candidates, settings.subset)
-            partitions = plan(candidates, layout, shard_size=settings.shard_size, filters=settings.filters)
-            _execute(runner, layout, partitions, tally)
-        else:
-            tally.resumed(layout)
-        if settings.retry_transient:
-            _retry_transient(runner, layout, tally, console)
+    try:
+        with _progress(console, enabled=settings.progress) as tally, _Runner(settings, console) as runner:
+            if not complete:
+                if candidates is None:
+                    candidates = iter_candidates(settings.source, settings.sources, licenses=settings.filters.license)
+                candidates = subset_candidates(candidates, settings.subset)
+                partitions = plan(candidates, layout, shard_size=settings.shard_size, filters=settings.filters)
+                _execute(runner, layout, partitions, tally)
+            else:
+                tally.resumed(layout)
+            if settings.retry_transient:
+                _retry_transient(runner, layout, tally, console)
+    except BaseException as err:
+        if fresh and not storage.listdir(layout.records):  # not one shard done: leave OUT as it was found
+            fs, path = storage.filesystem(layout.out)
+            storage.remove(layout.out, recursive=True)
+            if existed:
+                fs.makedirs(path, exist_ok=True)
+            if isinstance(err, BuildError):
+                raise BuildError(f"{err}; nothing was written to {settings.out}: fix the cause and run again") from err
+        elif isinstance(err, BuildError):
+            raise BuildError(
+                f"{err}; what is built so far is kept in {settings.out}: fix the cause and continue with "
+                f"{_resume_command(layout)}"
+            ) from err
+        raise
     info = finalize(settings, layout, run_started=started)
     console.print(summary_table(info))
     _check_not_empty(settings, info, console)
@@ -226,12 +245,15 @@ def _prepare(layout: Layout, settings: BuildSettings) -> bool:
     """Check that OUT is free (or, with resume, holds this build); True if the build is already complete."""
     current = _public(to_dict(settings))
     if storage.listdir(layout.out):
-        if not settings.resume:
-            raise ValueError(
-                f"{settings.out} is not empty: add --resume to continue the build there, or choose another --out"
-            )
         if not storage.exists(layout.build_json):
-            raise ValueError(f"{settings.out} holds no anyres build (no _work/build.json): choose another --out")
+            raise ValueError(f"{settings.out} is not empty and holds no anyres build: choose another --out")
+        if not settings.resume:
+            done = len(storage.listdir(layout.records, ".parquet"))
+            state = "a finished build" if storage.exists(layout.dataset_json) else f"an unfinished build ({done} shards done)"
+            raise ValueError(
+                f"{settings.out} holds {state}: continue it with {_resume_command(layout)}; "
+                f"to start over, {_start_over(layout)}"
+            )
         now = _flat(current)
         # a setting the first run's version did not have yet counts as its default
         first = _flat(_public(to_dict(BuildSettings()))) | _flat(storage.read_json(layout.build_json)["settings"])
@@ -244,13 +266,29 @@ def _prepare(layout: Layout, settings: BuildSettings) -> bool:
             raise ValueError(
                 "cannot resume with other settings than the first run's ("
                 + "; ".join(changed)
-                + "): rerun with the same ones, or build into another --out"
+                + f"): continue with the first run's settings with {_resume_command(layout)}; "
+                + f"to build with the new ones, {_start_over(layout)}"
             )
         storage.remove(layout.tmp, recursive=True)
         return storage.exists(layout.dataset_json)
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    with storage.atomic_open(layout.settings_yaml, layout.tmp) as f:  # what --config reads to resume
+        f.write(yaml.safe_dump(current, sort_keys=False).encode())
     storage.write_json({"settings": current, "started_at": started_at}, layout.build_json, tmp_dir=layout.tmp)
     return False
+
+
+def _resume_command(layout: Layout) -> str:
+    """The command that continues the build in `layout` with the settings it started with."""
+    if storage.exists(layout.settings_yaml):
+        return f"`anyres-data build --config {layout.settings_yaml} --resume`"
+    return "the first run's command with --resume"  # a build from before settings.yaml was written
+
+
+def _start_over(layout: Layout) -> str:
+    fs, path = storage.filesystem(layout.out)
+    remove = f"`rm -r {path}`" if storage.full_url(layout.out) == path else f"remove {layout.out}"
+    return f"{remove} first, or choose another --out"
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -486,8 +524,9 @@ class _Runner:
     the cluster as it goes; a task that keeps failing stops the build with a BuildError.
     """
 
-    def __init__(self, settings: BuildSettings) -> None:
+    def __init__(self, settings: BuildSettings, console: Console) -> None:
         self.settings = settings
+        self.console = console
         self._stack = ExitStack()
         self._client: Client | None = None
 
@@ -510,6 +549,8 @@ class _Runner:
             return
         if self._client is None:
             self._client = self._stack.enter_context(_dask_client(settings))
+            bokeh = importlib.util.find_spec("bokeh") is not None
+            self.console.print(f"Dask dashboard: {self._client.dashboard_link}" + ("" if bokeh else " (needs bokeh)"))
         limit = 2 * max(1, sum(self._client.nthreads().values()))
         running = as_completed()
         shard_of: dict[str, int] = {}
@@ -519,10 +560,7 @@ class _Runner:
             try:
                 finished(future.result())
             except Exception as err:
-                raise BuildError(
-                    f"shard {shard_of[future.key]} failed ({type(err).__name__}: {err}); what is built so far is "
-                    f"kept in {settings.out}: fix the cause and rerun with --resume"
-                ) from err
+                raise BuildError(f"shard {shard_of[future.key]} failed ({type(err).__name__}: {err})") from err
 
         for index in indices:
             key = f"anyres-{task.__name__}-{index:06d}-{time.time_ns():x}"
@@ -545,7 +583,7 @@ def _dask_client(settings: BuildSettings) -> Iterator[Client]:
             n_workers=settings.workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port (the default 8787 clashes with any other cluster)
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,

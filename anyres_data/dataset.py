@@ -117,6 +117,11 @@ class Layout:
         return storage.join(self.work, "build.json")
 
     @property
+    def settings_yaml(self) -> str:
+        """The same settings as a --config file: `anyres-data build --config OUT/_work/settings.yaml --resume`."""
+        return storage.join(self.work, "settings.yaml")
+
+    @property
     def plan_json(self) -> str:
         """Written when every candidate of the source is in a partition."""
         return storage.join(self.work, "plan.json")
