@@ -75,6 +75,7 @@ RUN_FIELDS = (
     "allow_empty",
 )
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+LOCAL_WORKERS = 2  # --workers when neither it nor --scheduler is given
 _SECRET = re.compile(r"(^|_)(api_key|secret|token|password)$")
 
 
@@ -92,7 +93,11 @@ class BuildSettings:
         "error", "libvips decode check: reject on truncated data only, on any decode error, or on warnings too"
     )
     shard_size: int = setting(100, "candidates per shard to fetch, so at most this many images per shard")
-    workers: int = setting(2, "Dask worker processes on this machine (LocalCluster); 0: run in this process")
+    workers: int | None = setting(
+        None,
+        f"Dask worker processes on this machine (LocalCluster); 0: run in this process (default: {LOCAL_WORKERS}; "
+        "not with --scheduler, whose cluster has its own)",
+    )
     threads: int = setting(8, "download and probe threads per shard task (one shard task per worker at a time)")
     scheduler: str | None = setting(None, "address of a running Dask scheduler, e.g. tcp://HOST:8786 (not --workers)")
     task_retries: int = setting(2, "times a failing shard task is retried before the build stops")
@@ -140,9 +145,13 @@ def resolve_settings(settings: BuildSettings) -> BuildSettings:
     name = settings.name or re.sub(r"[^A-Za-z0-9_-]", "_", settings.out.rstrip("/").rsplit("/", 1)[-1]) or "anyres"
     if not _NAME.match(name):
         raise ValueError(f"--name {name!r}: use only letters, digits, '_' and '-' (shard keys must not contain dots)")
+    if settings.scheduler and settings.workers is not None:
+        raise ValueError(
+            "--scheduler runs the build on that cluster's workers: drop --workers (it sizes a cluster on this machine)"
+        )
     checks = [
         (settings.shard_size >= 1, "--shard-size must be at least 1"),
-        (settings.workers >= 0, "--workers must be 0 (this process) or more"),
+        (settings.workers is None or settings.workers >= 0, "--workers must be 0 (this process) or more"),
         (settings.threads >= 1, "--threads must be at least 1"),
         (settings.task_retries >= 0, "--task-retries must be 0 or more"),
         (settings.filters.max_aspect >= 1, "--max-aspect must be at least 1"),
@@ -543,7 +552,7 @@ class _Runner:
         finished: Callable[[ShardSummary], None],
     ) -> None:
         settings = self.settings
-        if settings.workers == 0 and not settings.scheduler:
+        if settings.workers == 0:
             for index in indices:
                 finished(task(settings, index))
             return
@@ -580,7 +589,7 @@ def _dask_client(settings: BuildSettings) -> Iterator[Client]:
         return
     with (
         LocalCluster(
-            n_workers=settings.workers,
+            n_workers=LOCAL_WORKERS if settings.workers is None else settings.workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",  # a free port (the default 8787 clashes with any other cluster)

@@ -229,8 +229,8 @@ def size_table(manifest: pd.DataFrame) -> Table:
     table.add_row("images", str(len(manifest)))
     table.add_row("shards", str(manifest["shard"].nunique()))
     table.add_row("bytes", f"{int(manifest['bytes'].sum()):,}")
-    for q in (0.0, 0.1, 0.5, 0.9, 1.0):
-        table.add_row(f"shorter side, {int(q * 100)}th percentile", str(int(short.quantile(q, interpolation="lower"))))
+    for q in (0.0, 0.1, 0.5, 0.9, 1.0):  # pandas' linear interpolation: the median is `stats`' median
+        table.add_row(f"shorter side, {int(q * 100)}th percentile", f"{short.quantile(q):,.0f}")  # as stats prints it
     formats = manifest["format"].value_counts()
     table.add_row("formats", ", ".join(f"{fmt} {n}" for fmt, n in formats.items()))
     return table

@@ -9,7 +9,9 @@ turns the same fields into CLI flags: the default and the help live in one place
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -19,6 +21,7 @@ from typing import Any, Literal, TypeVar
 import fsspec
 import typer
 import yaml
+from rich.markup import escape
 
 T = TypeVar("T")
 
@@ -45,6 +48,9 @@ def _coerce(value: Any, hint: Any, where: str, base: Any = None) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        others = [arg for arg in args if arg is not type(None)]
+        if len(others) == 1:  # Optional[X]: X's own message (not a typing.Optional[...] repr)
+            return _coerce(value, others[0], where, base)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -130,9 +136,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "", base: T
     unknown = sorted(set(data) - set(names))
     if unknown:
         prefix = f"{where}: " if where else ""
-        raise ValueError(
-            f"{prefix}unknown setting(s) {', '.join(unknown)} for {cls.__name__}; known: {', '.join(names)}"
-        )
+        flags = [name for name, *_ in _flat_fields(cls)]
+        near = [m for name in unknown for m in difflib.get_close_matches(name, names + flags, n=1, cutoff=0.6)]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise ValueError(f"{prefix}unknown setting(s) {', '.join(unknown)}{hint}; known: {', '.join(names)}")
     values = {}
     for name, value in data.items():
         values[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name, defaults[name])
@@ -194,9 +201,34 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def nest_flags(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` with top-level keys named as CLI flags (`demo_count`, `min_size`) moved to their nested place
+    (`sources: {demo: {count: ...}}`), so a YAML file may use either vocabulary.
+
+    Raises ValueError when a setting is given both ways.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    paths = {name: path for name, path, *_ in _flat_fields(cls) if len(path) > 1}
+    out: dict[str, Any] = {key: value for key, value in data.items() if key in names or key not in paths}
+    for key, value in data.items():
+        if key in names or key not in paths:
+            continue
+        node = out
+        *parents, leaf = paths[key]
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{parent}: expected a mapping of settings, got {node!r}")
+        if leaf in node:
+            raise ValueError(f"{key} is given twice: as {key} and as {'.'.join(paths[key])}")
+        node[leaf] = value
+    return out
+
+
 def resolve(cls: type[T], *, config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> T:
-    """Defaults, then a YAML file (optional), then explicit overrides (None = not given)."""
-    data: dict[str, Any] = load_yaml(config) if config else {}
+    """Defaults, then a YAML file (optional; nested or flag names, see `nest_flags`), then explicit overrides
+    (None = not given)."""
+    data: dict[str, Any] = nest_flags(cls, load_yaml(config)) if config else {}
     return from_dict(cls, merge(data, overrides or {}))
 
 
@@ -235,6 +267,19 @@ def _cli_type(hint: Any) -> Any:
     return str
 
 
+_HELP_DEFAULT = re.compile(r"\s*\(default: ([^()]*)\)$")  # a help text's own "(default: X)" at its end
+
+
+def _choices(hint: Any) -> list[str]:
+    """The values of a Literal field (also inside Optional), as the CLI lists them; [] for other types."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _choices(args[0])
+    if typing.get_origin(hint) is Literal and all(isinstance(a, str) for a in typing.get_args(hint)):
+        return list(typing.get_args(hint))
+    return []
+
+
 def _default_text(default: Any) -> str:
     if default is dataclasses.MISSING:
         default = None
@@ -268,16 +313,25 @@ def typer_options(cls: type, command: Callable[..., Any]) -> Callable[..., Any]:
         cli_type = _cli_type(hint)
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if cli_type is bool else [flag]
-        help_text = f.metadata.get("help", "")
-        shown = _default_text(default)
-        if shown:
-            help_text = f"{help_text} (default: {shown})"
+        # defaults in typer's own style, "[default: X]", as in the CLIs that are plain typer functions
+        help_text = escape(f.metadata.get("help", ""))
+        own = _HELP_DEFAULT.search(help_text)
+        shown = own.group(1) if own else _default_text(default)
+        help_text = help_text[: own.start()] if own else help_text
+        if shown and "default" not in help_text:
+            help_text = f"{help_text} {escape(f'[default: {shown}]')}"
+        choices = _choices(hint)
+        metavar = None
+        if len("|".join(choices)) > 40:  # a long list: in the help text, not as the metavar
+            metavar = "<str>"
+            help_text += "" if all(c in help_text for c in choices) else f" (one of {', '.join(choices)})"
         params.append(
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, *decls, help=help_text, show_default=False),
-                annotation=typing.Optional[cli_type],  # noqa: UP045
+                default=typer.Option(None, *decls, help=help_text, show_default=False, metavar=metavar),
+                # a Literal's values as typer's choices: listed in --help, checked with "did you mean"
+                annotation=typing.Optional[Literal[tuple(choices)] if choices else cli_type],  # noqa: UP045
             )
         )
 
