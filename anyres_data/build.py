@@ -258,7 +258,11 @@ def _prepare(layout: Layout, settings: BuildSettings) -> bool:
             raise ValueError(f"{settings.out} is not empty and holds no anyres build: choose another --out")
         if not settings.resume:
             done = len(storage.listdir(layout.records, ".parquet"))
-            state = "a finished build" if storage.exists(layout.dataset_json) else f"an unfinished build ({done} shards done)"
+            state = (
+                "a finished build"
+                if storage.exists(layout.dataset_json)
+                else f"an unfinished build ({done} shards done)"
+            )
             raise ValueError(
                 f"{settings.out} holds {state}: continue it with {_resume_command(layout)}; "
                 f"to start over, {_start_over(layout)}"
@@ -295,7 +299,7 @@ def _resume_command(layout: Layout) -> str:
 
 
 def _start_over(layout: Layout) -> str:
-    fs, path = storage.filesystem(layout.out)
+    path = storage.filesystem(layout.out)[1]
     remove = f"`rm -r {path}`" if storage.full_url(layout.out) == path else f"remove {layout.out}"
     return f"{remove} first, or choose another --out"
 

@@ -81,7 +81,7 @@ def export_parquet(out: str, dest: str, *, progress: bool = True) -> list[str]:
 def export_command(
     out: str = typer.Argument(..., help="dataset folder (any fsspec URL)"),
     dest: str = typer.Argument(..., help="folder to write the export to (any fsspec URL)"),
-    to: Literal["parquet"] = typer.Option(  # noqa: B008
+    to: Literal["parquet"] = typer.Option(
         "parquet", help="format: parquet (Hugging Face datasets: load_dataset('parquet', data_dir=DEST))"
     ),
 ) -> None:

@@ -98,7 +98,8 @@ def ingest(candidate: Candidate, context: IngestContext) -> Sample:
     as fetched; with a resize mode, the stored bytes (and `width`, `height`, `sha256`, `format`, ...)
     are the resized image's, `original_width`/`original_height` the size before resizing, and
     `resized` says whether it was. A candidate read from another tool's copy (`original_url`) keeps
-    that URL as `url` and the copy's location as `read_from`, and the size before that tool's resize. A rejected candidate leaves no spilled file behind.
+    that URL as `url` and the copy's location as `read_from`, and the size before that tool's resize.
+    A rejected candidate leaves no spilled file behind.
     """
     crawled_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     local = candidate.source in LOCAL_SOURCES

@@ -1,10 +1,10 @@
 """Check a built dataset: every shard re-read and compared with the manifest, sample by sample.
 
 Per sample: its key is in the manifest for this shard, once; it has exactly one image member, whose
-extension is the manifest's format; a caption is its .txt member; the bytes' sha256 and length match; the JSON holds the manifest's
-values; and libvips reads the header to the recorded format and displayed size. Per dataset: the
-shards on disk are those dataset.json lists, wids.json counts the manifest's samples per shard, and
-every manifest row was found.
+extension is the manifest's format; a caption is its .txt member; the bytes' sha256 and length match;
+the JSON holds the manifest's values; and libvips reads the header to the recorded format and
+displayed size. Per dataset: the shards on disk are those dataset.json lists, wids.json counts the
+manifest's samples per shard, and every manifest row was found.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def verify(out: str, *, probe: bool = True) -> VerifyReport:
         report.problems.append(f"manifest has {len(manifest)} rows, dataset.json counts {info.counts['kept']} kept")
     if storage.exists(layout.wids_json):  # builds before wids.json existed have none
         counts = manifest["shard"].value_counts().to_dict()
-        listed_counts = {e["url"].removeprefix("shards/"): e["nsamples"] for e in storage.read_json(layout.wids_json)["shardlist"]}
+        listed_counts = {
+            e["url"].removeprefix("shards/"): e["nsamples"] for e in storage.read_json(layout.wids_json)["shardlist"]
+        }
         if listed_counts != counts:
             report.problems.append("wids.json's shards or sample counts differ from the manifest's")
     for name in listed:

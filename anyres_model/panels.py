@@ -54,10 +54,8 @@ def labelled_grid(
     font = _font()
     draw_probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     left = 0 if row_labels is None else max(draw_probe.textlength(t, font=font) for t in row_labels) + 2 * GAP
-    left = int(math.ceil(left))
-    grid = Image.new(
-        "RGB", (left + columns * (width + GAP) + GAP, BAND + len(cells) * (height + GAP) + GAP), "white"
-    )
+    left = math.ceil(left)
+    grid = Image.new("RGB", (left + columns * (width + GAP) + GAP, BAND + len(cells) * (height + GAP) + GAP), "white")
     draw = ImageDraw.Draw(grid)
     for j, label in enumerate(column_labels):
         x = left + GAP + j * (width + GAP)

@@ -183,7 +183,9 @@ def zoom_strip(
     """
     context = default_border(generator)  # show zoomed crops as parts of the image, without edge effects
     panels = [
-        enlarge(to_uint8(render_crop(generator, z[:1], spec, context=context if i else 0, truncation_psi=truncation_psi)[0]))
+        enlarge(
+            to_uint8(render_crop(generator, z[:1], spec, context=context if i else 0, truncation_psi=truncation_psi)[0])
+        )
         for i, spec in enumerate(specs)
     ]
     size = panels[0].width
@@ -216,7 +218,9 @@ class RenderSettings:
     seed: int = setting(0, "seed of the latent z (its own RNG: the image can be regenerated alone)")
     truncation_psi: float = setting(1.0, "truncation: 1 = none, < 1 pulls w towards the average")
     which: str = setting("G_ema", "generator state in the checkpoint (G_ema or G)")
-    out: Path = setting(Path("render.png"), "output PNG of one image (a JSON file with the settings is written beside it)")
+    out: Path = setting(
+        Path("render.png"), "output PNG of one image (a JSON file with the settings is written beside it)"
+    )
     seeds: str | None = setting(None, "several seeds, e.g. 0-35,40 (as StyleGAN3's gen_images.py), into --outdir")
     outdir: Path | None = setting(None, "folder for one PNG per seed, seed0000.png, ... (instead of --out)")
     zoom: bool = setting(False, "write a strip: the whole image, then crops at s = 2P, 4P, ... (each P×P)")

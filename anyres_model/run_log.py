@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from anyres_data.spec import PatchSpec

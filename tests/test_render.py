@@ -17,8 +17,8 @@ from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset
 from anyres_model.panels import BAND, GAP
-from anyres_model.run_log import grid_name, save_image_grid
 from anyres_model.render import app, default_border, latent, render, render_crop, tile_layout, to_uint8, zoom_specs
+from anyres_model.run_log import grid_name, save_image_grid
 
 TINY_G, TINY_D = preset("tiny")
 
@@ -205,7 +205,12 @@ def test_cli_renders_tiled_image_and_zoom_strip(tmp_path, generator):
     outdir = tmp_path / "seeds"
     result = runner.invoke(app, [str(ckpt), "--size", "32", "--seeds", "0-2,5", "--outdir", str(outdir)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in outdir.glob("*.png")) == ["seed0000.png", "seed0001.png", "seed0002.png", "seed0005.png"]
+    assert sorted(p.name for p in outdir.glob("*.png")) == [
+        "seed0000.png",
+        "seed0001.png",
+        "seed0002.png",
+        "seed0005.png",
+    ]
     for seed in (1, 5):
         got = np.asarray(Image.open(outdir / f"seed{seed:04d}.png")).astype(int)
         assert np.abs(got - to_uint8(render(generator, latent(seed, TINY_G.z_dim), 32)[0]).astype(int)).max() <= 1

@@ -128,7 +128,9 @@ def test_a_yaml_object_tag_is_a_clear_error_not_a_traceback(tmp_path):
     config.write_text('source: demo\nout: !!python/object/apply:os.system ["touch pwned"]\n')
     with pytest.raises(ValueError, match=r"evil\.yaml: the YAML tag .*python/object/apply:os\.system.* not allowed"):
         resolve(Demo, config=config)
-    result = CliRunner().invoke(cli, ["build", "--config", str(config), "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli, ["build", "--config", str(config), "--out", str(tmp_path / "o")], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert "not allowed" in result.output and not (tmp_path / "pwned").exists() and not Path("pwned").exists()
     config.write_text("source: [demo\n")
@@ -166,5 +168,7 @@ def test_messages_and_help_speak_in_flags_not_python_types():
     help_text = " ".join(runner.invoke(cli, ["build", "--help"], env={"COLUMNS": "200"}).output.split())
     assert "<truncated|error|warning>" in help_text  # --fail-on lists its choices
     assert "[default: error]" in help_text and "(default:" not in help_text  # one style, typer's own
-    result = runner.invoke(cli, ["build", "--source", "demo", "--out", "x", "--workers", "3", "--scheduler", "tcp://h:1"])
+    result = runner.invoke(
+        cli, ["build", "--source", "demo", "--out", "x", "--workers", "3", "--scheduler", "tcp://h:1"]
+    )
     assert result.exit_code == 2 and "drop --workers" in " ".join(result.output.split())
