@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench notebooks clean
+
+BENCHES := $(basename $(notdir $(wildcard tests/bench/bench_*.py)))
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +35,17 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# every benchmark at its default size, one after another (hours on 2 cores); each prints its table
+bench: $(STAMP)
+	for bench in $(BENCHES); do \
+		echo "== $$bench"; $(BIN)/python -m tests.bench.$$bench || exit 1; \
+	done
+
+# Jupyter, to open the notebooks in notebooks/
+notebooks: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[notebooks]'
+	$(BIN)/jupyter lab notebooks/
 
 clean:
 	rm -rf out runs .pytest_cache

@@ -9,7 +9,8 @@ RETRY     after a pause, the candidates that failed transiently (timeout, connec
           shard that gains an image is rewritten, then its record. --resume does this again, also
           for a finished build.
 FINALIZE  exact and near duplicates over the whole dataset, dropped from their shards (rewritten
-          atomically); then manifest.parquet, rejects.parquet and, last, dataset.json. A build that
+          atomically); then manifest.parquet, rejects.parquet, wids.json (the shard list of webdataset's
+          indexed reader) and, last, dataset.json. A build that
           keeps nothing says so and fails (EmptyBuildError) unless allow_empty.
 
 Plan and execute overlap: a shard's task is submitted as soon as its partition is written, with a
@@ -22,6 +23,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import datetime
+import importlib.util
 import json
 import logging
 import math
@@ -38,6 +40,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyvips
+import yaml
 from distributed import Client, LocalCluster, as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -73,6 +76,7 @@ RUN_FIELDS = (
     "allow_empty",
 )
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+LOCAL_WORKERS = 2  # --workers when neither it nor --scheduler is given
 _SECRET = re.compile(r"(^|_)(api_key|secret|token|password)$")
 
 
@@ -90,7 +94,11 @@ class BuildSettings:
         "error", "libvips decode check: reject on truncated data only, on any decode error, or on warnings too"
     )
     shard_size: int = setting(100, "candidates per shard to fetch, so at most this many images per shard")
-    workers: int = setting(2, "Dask worker processes on this machine (LocalCluster); 0: run in this process")
+    workers: int | None = setting(
+        None,
+        f"Dask worker processes on this machine (LocalCluster); 0: run in this process (default: {LOCAL_WORKERS}; "
+        "not with --scheduler, whose cluster has its own)",
+    )
     threads: int = setting(8, "download and probe threads per shard task (one shard task per worker at a time)")
     scheduler: str | None = setting(None, "address of a running Dask scheduler, e.g. tcp://HOST:8786 (not --workers)")
     task_retries: int = setting(2, "times a failing shard task is retried before the build stops")
@@ -138,9 +146,13 @@ def resolve_settings(settings: BuildSettings) -> BuildSettings:
     name = settings.name or re.sub(r"[^A-Za-z0-9_-]", "_", settings.out.rstrip("/").rsplit("/", 1)[-1]) or "anyres"
     if not _NAME.match(name):
         raise ValueError(f"--name {name!r}: use only letters, digits, '_' and '-' (shard keys must not contain dots)")
+    if settings.scheduler and settings.workers is not None:
+        raise ValueError(
+            "--scheduler runs the build on that cluster's workers: drop --workers (it sizes a cluster on this machine)"
+        )
     checks = [
         (settings.shard_size >= 1, "--shard-size must be at least 1"),
-        (settings.workers >= 0, "--workers must be 0 (this process) or more"),
+        (settings.workers is None or settings.workers >= 0, "--workers must be 0 (this process) or more"),
         (settings.threads >= 1, "--threads must be at least 1"),
         (settings.task_retries >= 0, "--task-retries must be 0 or more"),
         (settings.filters.max_aspect >= 1, "--max-aspect must be at least 1"),
@@ -152,7 +164,7 @@ def resolve_settings(settings: BuildSettings) -> BuildSettings:
         (settings.filters.max_decode_bytes > 0, "--max-decode-bytes must be > 0"),
         (settings.retry_pause >= 0, "--retry-pause must be 0 or more seconds"),
         (
-            not (settings.out.startswith("memory://") and (settings.workers or settings.scheduler)),
+            not (settings.out.startswith("memory://") and settings.workers != 0),  # None: LOCAL_WORKERS or --scheduler
             "--out memory://... lives in this process only, where Dask workers cannot see it: "
             "add --workers 0, or choose an --out that every worker reaches (a folder, s3://...)",
         ),
@@ -169,7 +181,8 @@ def build(
     """Build the dataset `settings` describe and return its dataset.json.
 
     `candidates` replaces the source named in the settings (for recipes and tests); a resumed build
-    must be given the same ones. Raises ValueError for bad settings or an OUT that is in the way,
+    must be given the same ones. A build that fails before any shard is done leaves OUT as it found
+    it (so the corrected command runs as a first one). Raises ValueError for bad settings or an OUT that is in the way,
     BuildError when a shard task keeps failing (rerun with resume=True after fixing the cause),
     EmptyBuildError when the build is complete but kept nothing (unless `allow_empty`).
     """
@@ -177,22 +190,38 @@ def build(
     console = console or Console(stderr=True)
     layout = Layout.at(settings.out)
     started = time.time()
+    existed, fresh = storage.exists(layout.out), not storage.listdir(layout.out)
     complete = _prepare(layout, settings)
     retry = complete and settings.retry_transient and bool(_transient_shards(layout))
     if complete and not retry:
         console.print(f"{settings.out} is already complete; nothing to do.")
         return storage.read_json(layout.dataset_json)
-    with _progress(console, enabled=settings.progress) as tally, _Runner(settings) as runner:
-        if not complete:
-            if candidates is None:
-                candidates = iter_candidates(settings.source, settings.sources, licenses=settings.filters.license)
-            candidates = subset_candidates(candidates, settings.subset)
-            partitions = plan(candidates, layout, shard_size=settings.shard_size, filters=settings.filters)
-            _execute(runner, layout, partitions, tally)
-        else:
-            tally.resumed(layout)
-        if settings.retry_transient:
-            _retry_transient(runner, layout, tally, console)
+    try:
+        with _progress(console, enabled=settings.progress) as tally, _Runner(settings, console) as runner:
+            if not complete:
+                if candidates is None:
+                    candidates = iter_candidates(settings.source, settings.sources, licenses=settings.filters.license)
+                candidates = subset_candidates(candidates, settings.subset)
+                partitions = plan(candidates, layout, shard_size=settings.shard_size, filters=settings.filters)
+                _execute(runner, layout, partitions, tally)
+            else:
+                tally.resumed(layout)
+            if settings.retry_transient:
+                _retry_transient(runner, layout, tally, console)
+    except BaseException as err:
+        if fresh and not storage.listdir(layout.records):  # not one shard done: leave OUT as it was found
+            fs, path = storage.filesystem(layout.out)
+            storage.remove(layout.out, recursive=True)
+            if existed:
+                fs.makedirs(path, exist_ok=True)
+            if isinstance(err, BuildError):
+                raise BuildError(f"{err}; nothing was written to {settings.out}: fix the cause and run again") from err
+        elif isinstance(err, BuildError):
+            raise BuildError(
+                f"{err}; what is built so far is kept in {settings.out}: fix the cause and continue with "
+                f"{_resume_command(layout)}"
+            ) from err
+        raise
     info = finalize(settings, layout, run_started=started)
     console.print(summary_table(info))
     _check_not_empty(settings, info, console)
@@ -231,12 +260,19 @@ def _prepare(layout: Layout, settings: BuildSettings) -> bool:
     """Check that OUT is free (or, with resume, holds this build); True if the build is already complete."""
     current = _public(to_dict(settings))
     if storage.listdir(layout.out):
-        if not settings.resume:
-            raise ValueError(
-                f"{settings.out} is not empty: add --resume to continue the build there, or choose another --out"
-            )
         if not storage.exists(layout.build_json):
-            raise ValueError(f"{settings.out} holds no anyres build (no _work/build.json): choose another --out")
+            raise ValueError(f"{settings.out} is not empty and holds no anyres build: choose another --out")
+        if not settings.resume:
+            done = len(storage.listdir(layout.records, ".parquet"))
+            state = (
+                "a finished build"
+                if storage.exists(layout.dataset_json)
+                else f"an unfinished build ({done} shards done)"
+            )
+            raise ValueError(
+                f"{settings.out} holds {state}: continue it with {_resume_command(layout)}; "
+                f"to start over, {_start_over(layout)}"
+            )
         # a setting the first run's version did not have yet counts as its default
         first = flatten(_public(to_dict(BuildSettings()))) | flatten(storage.read_json(layout.build_json)["settings"])
         changed = [
@@ -249,13 +285,29 @@ def _prepare(layout: Layout, settings: BuildSettings) -> bool:
             raise ValueError(
                 "cannot resume with other settings than the first run's ("
                 + "; ".join(changed)
-                + "): rerun with the same ones, or build into another --out"
+                + f"): continue with the first run's settings with {_resume_command(layout)}; "
+                + f"to build with the new ones, {_start_over(layout)}"
             )
         storage.remove(layout.tmp, recursive=True)
         return storage.exists(layout.dataset_json)
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    with storage.atomic_open(layout.settings_yaml, layout.tmp) as f:  # what --config reads to resume
+        f.write(yaml.safe_dump(current, sort_keys=False).encode())
     storage.write_json({"settings": current, "started_at": started_at}, layout.build_json, tmp_dir=layout.tmp)
     return False
+
+
+def _resume_command(layout: Layout) -> str:
+    """The command that continues the build in `layout` with the settings it started with."""
+    if storage.exists(layout.settings_yaml):
+        return f"`anyres-data build --config {layout.settings_yaml} --resume`"
+    return "the first run's command with --resume"  # a build from before settings.yaml was written
+
+
+def _start_over(layout: Layout) -> str:
+    path = storage.filesystem(layout.out)[1]
+    remove = f"`rm -r {path}`" if storage.full_url(layout.out) == path else f"remove {layout.out}"
+    return f"{remove} first, or choose another --out"
 
 
 def _public(settings: dict[str, Any]) -> dict[str, Any]:
@@ -479,8 +531,9 @@ class _Runner:
     the cluster as it goes; a task that keeps failing stops the build with a BuildError.
     """
 
-    def __init__(self, settings: BuildSettings) -> None:
+    def __init__(self, settings: BuildSettings, console: Console) -> None:
         self.settings = settings
+        self.console = console
         self._stack = ExitStack()
         self._client: Client | None = None
 
@@ -497,12 +550,14 @@ class _Runner:
         finished: Callable[[ShardSummary], None],
     ) -> None:
         settings = self.settings
-        if settings.workers == 0 and not settings.scheduler:
+        if settings.workers == 0:
             for index in indices:
                 finished(task(settings, index))
             return
         if self._client is None:
             self._client = self._stack.enter_context(_dask_client(settings))
+            bokeh = importlib.util.find_spec("bokeh") is not None
+            self.console.print(f"Dask dashboard: {self._client.dashboard_link}" + ("" if bokeh else " (needs bokeh)"))
         limit = 2 * max(1, sum(self._client.nthreads().values()))
         running = as_completed()
         shard_of: dict[str, int] = {}
@@ -512,10 +567,7 @@ class _Runner:
             try:
                 finished(future.result())
             except Exception as err:
-                raise BuildError(
-                    f"shard {shard_of[future.key]} failed ({type(err).__name__}: {err}); what is built so far is "
-                    f"kept in {settings.out}: fix the cause and rerun with --resume"
-                ) from err
+                raise BuildError(f"shard {shard_of[future.key]} failed ({type(err).__name__}: {err})") from err
 
         for index in indices:
             key = f"anyres-{task.__name__}-{index:06d}-{time.time_ns():x}"
@@ -542,10 +594,10 @@ def _dask_client(settings: BuildSettings) -> Iterator[Client]:
         return
     with (
         LocalCluster(
-            n_workers=settings.workers,
+            n_workers=LOCAL_WORKERS if settings.workers is None else settings.workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port (the default 8787 clashes with any other cluster)
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster) as client,
@@ -628,8 +680,19 @@ def _read_drops(layout: Layout) -> pd.DataFrame:
     return typed([], DROP_COLUMNS)
 
 
+def wids_index(name: str, manifest: pd.DataFrame, layout: Layout) -> dict[str, Any]:
+    """The shard list webdataset's indexed reader (`wids.ShardListDataset`) opens: per shard its URL
+    (relative to OUT, where the index lies) and sample count, in shard order."""
+    counts = manifest["shard"].value_counts()
+    shards = [
+        {"url": f"shards/{shard}", "nsamples": int(counts[shard]), "filesize": storage.size(layout.shard(shard))}
+        for shard in sorted(counts.index)
+    ]
+    return {"wids_version": 1, "name": name, "shardlist": shards}
+
+
 def finalize(settings: BuildSettings, layout: Layout, *, run_started: float) -> dict[str, Any]:
-    """Drop duplicates from the shards, write manifest.parquet, rejects.parquet and dataset.json (last).
+    """Drop duplicates from the shards, write manifest.parquet, rejects.parquet, wids.json and dataset.json (last).
 
     Needs every shard's record. Idempotent: an interrupted finalize runs again to the same result.
     """
@@ -677,6 +740,7 @@ def finalize(settings: BuildSettings, layout: Layout, *, run_started: float) -> 
     manifest, rejected = typed(manifest, MANIFEST_COLUMNS), typed(rejected, REJECT_COLUMNS)
     storage.write_parquet(manifest, layout.manifest, tmp_dir=layout.tmp)
     storage.write_parquet(rejected, layout.rejects, tmp_dir=layout.tmp)
+    storage.write_json(wids_index(settings.name, manifest, layout), layout.wids_json, tmp_dir=layout.tmp)
 
     counts = {
         "candidates": len(partitions),

@@ -36,7 +36,10 @@ class Candidate:
 
     `url` is an http(s) URL, an fsspec path (local sources only) or a `demo://` URL.
     `width`/`height` are the displayed size when the source knows it (Flickr's o_dims), so that
-    the size filter can run before anything is downloaded. `extra` carries additional columns
+    the size filter can run before anything is downloaded. A candidate read from a copy made by
+    another tool (img2dataset's output) names the image's own URL in `original_url` (`url` is where
+    the copy is read from) and, if that tool resized it, the size before in `original_width`/
+    `original_height`. `extra` carries additional columns
     (img2dataset's `save_additional_columns`) into the sample's metadata. `error` is set by a source
     that already knows the candidate cannot be used (a tar that does not read, a malformed search
     result): (reason, message), and the build rejects it so before anything is fetched.
@@ -50,6 +53,9 @@ class Candidate:
     license: str | None = None
     owner: str | None = None
     title: str | None = None
+    original_url: str | None = None
+    original_width: int | None = None
+    original_height: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     error: tuple[str, str] | None = None
 

@@ -2,9 +2,10 @@
 
 ```
 OUT/
-  shards/NAME-000000.tar   KEY.EXT (original bytes) + KEY.json (metadata) per sample
+  shards/NAME-000000.tar   KEY.EXT (original bytes) + KEY.json (metadata) [+ KEY.txt (caption)] per sample
   manifest.parquet         one row per kept image (MANIFEST_COLUMNS)
   rejects.parquet          one row per rejected candidate (REJECT_COLUMNS)
+  wids.json                the shard list (URL, sample count) of webdataset's indexed reader, wids
   dataset.json             settings, counts by reason, versions, timing; written last
   _work/                   build state for --resume: candidate partitions, per-shard records
 ```
@@ -28,7 +29,7 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "url": "string",
     "width": "Int64",  # as displayed (after EXIF orientation)
     "height": "Int64",
-    "original_width": "Int64",  # img2dataset's name for the size before any resize: never resized here
+    "original_width": "Int64",  # img2dataset's name for the size before any resize (ours or the source's)
     "original_height": "Int64",
     "sha256": "string",  # of the stored bytes
     "source": "string",
@@ -48,6 +49,7 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "bit_depth": "Int64",
     "n_pages": "Int64",
     "interlaced": "boolean",
+    "caption": "string",  # the source's caption, also the sample's KEY.txt member (missing: none)
     "extra": "string",  # JSON object of the source's own columns (top-level fields in KEY.json)
 }
 REJECT_COLUMNS: dict[str, str] = {
@@ -97,6 +99,11 @@ class Layout:
         return storage.join(self.out, "dataset.json")
 
     @property
+    def wids_json(self) -> str:
+        """The shard list of webdataset's indexed reader (`wids.ShardListDataset(OUT/wids.json)`)."""
+        return storage.join(self.out, "wids.json")
+
+    @property
     def work(self) -> str:
         return storage.join(self.out, "_work")
 
@@ -108,6 +115,11 @@ class Layout:
     def build_json(self) -> str:
         """Settings the build started with; a resumed build must match them."""
         return storage.join(self.work, "build.json")
+
+    @property
+    def settings_yaml(self) -> str:
+        """The same settings as a --config file: `anyres-data build --config OUT/_work/settings.yaml --resume`."""
+        return storage.join(self.work, "settings.yaml")
 
     @property
     def plan_json(self) -> str:
@@ -217,8 +229,8 @@ def size_table(manifest: pd.DataFrame) -> Table:
     table.add_row("images", str(len(manifest)))
     table.add_row("shards", str(manifest["shard"].nunique()))
     table.add_row("bytes", f"{int(manifest['bytes'].sum()):,}")
-    for q in (0.0, 0.1, 0.5, 0.9, 1.0):
-        table.add_row(f"shorter side, {int(q * 100)}th percentile", str(int(short.quantile(q, interpolation="lower"))))
+    for q in (0.0, 0.1, 0.5, 0.9, 1.0):  # pandas' linear interpolation: the median is `stats`' median
+        table.add_row(f"shorter side, {int(q * 100)}th percentile", f"{short.quantile(q):,.0f}")  # as stats prints it
     formats = manifest["format"].value_counts()
     table.add_row("formats", ", ".join(f"{fmt} {n}" for fmt, n in formats.items()))
     return table

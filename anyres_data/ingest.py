@@ -97,7 +97,9 @@ def ingest(candidate: Candidate, context: IngestContext) -> Sample:
     Duplicates are found later, over the whole dataset. Filters and the perceptual hash see the image
     as fetched; with a resize mode, the stored bytes (and `width`, `height`, `sha256`, `format`, ...)
     are the resized image's, `original_width`/`original_height` the size before resizing, and
-    `resized` says whether it was. A rejected candidate leaves no spilled file behind.
+    `resized` says whether it was. A candidate read from another tool's copy (`original_url`) keeps
+    that URL as `url` and the copy's location as `read_from`, and the size before that tool's resize.
+    A rejected candidate leaves no spilled file behind.
     """
     crawled_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     local = candidate.source in LOCAL_SOURCES
@@ -125,17 +127,19 @@ def _probe(candidate: Candidate, data: Data, context: IngestContext, *, crawled_
     with budget.hold(header.decode_bytes) if budget and header.decode_bytes else nullcontext():
         grey = decode_thumbnail(data, header, fail_on=context.fail_on)
         stored = resize(data, header, key=candidate.key, settings=context.resize, fail_on=context.fail_on)
-    original = header
+    fetched = header
     if stored is not data:
         discard(data)
         data, header = stored, read_header(stored)
+    # the size before any resize: another tool's (img2dataset's sidecar), else the fetched image's
+    original = (candidate.original_width or fetched.width, candidate.original_height or fetched.height)
     metadata = {
         "key": candidate.key,
-        "url": candidate.url,
+        "url": candidate.original_url or candidate.url,
         "width": header.width,
         "height": header.height,
-        "original_width": original.width,
-        "original_height": original.height,
+        "original_width": original[0],
+        "original_height": original[1],
         "sha256": sha256_hex(data),
         "source": candidate.source,
         "source_id": candidate.source_id,
@@ -151,8 +155,10 @@ def _probe(candidate: Candidate, data: Data, context: IngestContext, *, crawled_
         "crawled_at": crawled_at,
         **{name: getattr(header, name) for name in PROBE_NAMES},
     }
-    if context.resize.mode != "none":
-        metadata["resized"] = header is not original
+    if candidate.original_url:
+        metadata["read_from"] = candidate.url
+    if context.resize.mode != "none" or candidate.original_width:
+        metadata["resized"] = header is not fetched or original != (fetched.width, fetched.height)
     for name, value in candidate.extra.items():
         taken = name in METADATA_NAMES or name in PROBE_NAMES
         metadata[f"source_{name}" if taken else name] = value

@@ -455,7 +455,10 @@ def make_loader(
     rank, world_size = rank_and_world(rank, world_size)
     needs_hr = not (settings.lr and sampler.global_prob == 1)
     if needs_hr and not settings.hr:
-        raise ValueError("LoaderSettings.hr is empty: give the HR shards (or lr with global_prob=1)")
+        raise ValueError(
+            "no HR shards: give them with --hr DATASET (hr= in Python, hr: in YAML), or LR shards only with "
+            "--global-prob 1"
+        )
     hr_urls = resolve_shards(settings.hr) if needs_hr else []
     lr_urls = resolve_shards(settings.lr) if settings.lr and sampler.global_prob > 0 else []
     readers = world_size * max(settings.workers, 1)

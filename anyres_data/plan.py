@@ -34,6 +34,9 @@ PARTITION_COLUMNS: dict[str, str] = {
     "license": "string",
     "owner": "string",
     "title": "string",
+    "original_url": "string",  # the image's own URL when `url` is a copy's location (img2dataset output)
+    "original_width": "Int64",  # the size before another tool resized the copy
+    "original_height": "Int64",
     "extra": "string",  # JSON
     "reason": "string",  # missing: to fetch; else why it was rejected before download
     "message": "string",
@@ -111,18 +114,24 @@ def row_candidate(row: pd.Series) -> Candidate:
     """The Candidate a partition row was made from."""
 
     def value(name: str) -> object:
-        item = row[name]
-        return None if pd.isna(item) else item
+        item = row.get(name)  # a partition from an older version lacks the newer columns
+        return None if item is None or pd.isna(item) else item
+
+    def size(name: str) -> int | None:
+        return None if value(name) is None else int(row[name])
 
     return Candidate(
         source=row["source"],
         source_id=row["source_id"],
         url=row["url"],
-        width=None if value("width") is None else int(row["width"]),
-        height=None if value("height") is None else int(row["height"]),
+        width=size("width"),
+        height=size("height"),
         license=value("license"),
         owner=value("owner"),
         title=value("title"),
+        original_url=value("original_url"),
+        original_width=size("original_width"),
+        original_height=size("original_height"),
         extra=json.loads(row["extra"]),
     )
 
@@ -139,6 +148,9 @@ def _row(candidate: Candidate, *, position: int, reason: str | None, message: st
         "license": candidate.license,
         "owner": candidate.owner,
         "title": candidate.title,
+        "original_url": candidate.original_url,
+        "original_width": candidate.original_width,
+        "original_height": candidate.original_height,
         "extra": json.dumps(candidate.extra, ensure_ascii=False, sort_keys=True),
         "reason": reason,
         "message": message,

@@ -11,6 +11,7 @@ networks, which declare their settings here too, load without either.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -44,6 +45,9 @@ def _coerce(value: Any, hint: Any, where: str, base: Any = None) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        others = [arg for arg in args if arg is not type(None)]
+        if len(others) == 1:  # Optional[X]: X's own message (not a typing.Optional[...] repr)
+            return _coerce(value, others[0], where, base)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -55,7 +59,9 @@ def _coerce(value: Any, hint: Any, where: str, base: Any = None) -> Any:
         raise ValueError(f"{where}: {value!r} does not fit {hint}: {'; '.join(errors)}")
     if origin is Literal:
         if value not in args:
-            raise ValueError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+            near = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}{hint}")
         return value
     if origin is tuple:
         if isinstance(value, str):
@@ -129,9 +135,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "", base: T
     unknown = sorted(set(data) - set(names))
     if unknown:
         prefix = f"{where}: " if where else ""
-        raise ValueError(
-            f"{prefix}unknown setting(s) {', '.join(unknown)} for {cls.__name__}; known: {', '.join(names)}"
-        )
+        flags = [name for name, *_ in flat_fields(cls)]
+        near = [m for name in unknown for m in difflib.get_close_matches(name, names + flags, n=1, cutoff=0.6)]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise ValueError(f"{prefix}unknown setting(s) {', '.join(unknown)}{hint}; known: {', '.join(names)}")
     values = {}
     for name, value in data.items():
         values[name] = _coerce(value, hints[name], f"{where}.{name}" if where else name, defaults[name])
@@ -223,7 +230,58 @@ def changed_settings(
     ]
 
 
+def nest_flags(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` with top-level keys named as CLI flags (`demo_count`, `min_size`) moved to their nested place
+    (`sources: {demo: {count: ...}}`), so a YAML file may use either vocabulary.
+
+    Raises ValueError when a setting is given both ways.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    paths = {name: path for name, path, *_ in flat_fields(cls) if len(path) > 1}
+    out: dict[str, Any] = {key: value for key, value in data.items() if key in names or key not in paths}
+    for key, value in data.items():
+        if key in names or key not in paths:
+            continue
+        node = out
+        *parents, leaf = paths[key]
+        for parent in parents:
+            node = node.setdefault(parent, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{parent}: expected a mapping of settings, got {node!r}")
+        if leaf in node:
+            raise ValueError(f"{key} is given twice: as {key} and as {'.'.join(paths[key])}")
+        node[leaf] = value
+    return out
+
+
 def resolve(cls: type[T], *, config: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> T:
-    """Defaults, then a YAML file (optional), then explicit overrides (None = not given)."""
-    data: dict[str, Any] = load_yaml(config) if config else {}
+    """Defaults, then a YAML file (optional; nested or flag names, see `nest_flags`), then explicit overrides
+    (None = not given)."""
+    data: dict[str, Any] = nest_flags(cls, load_yaml(config)) if config else {}
     return from_dict(cls, merge(data, overrides or {}))
+
+
+def flat_fields(
+    cls: type, prefix: str = "", defaults: Any = None
+) -> list[tuple[str, tuple[str, ...], Any, dataclasses.Field, Any]]:
+    """(flag name, path of field names, type hint, field, default) for every CLI-visible leaf field.
+
+    The flag names are those of the CLI (`anyres_data.cli.flags`) and the ones a YAML file may use
+    instead of the nested names (`nest_flags`). Defaults of nested fields come from the parent
+    field's default instance.
+    """
+    out = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        hint = hints[f.name]
+        default = getattr(defaults, f.name) if defaults is not None else f.default
+        if dataclasses.is_dataclass(hint):
+            sub_prefix = f.metadata.get("cli_prefix")
+            sub_prefix = f.name + "_" if sub_prefix is None else sub_prefix
+            for name, path, sub_hint, sub_field, sub_default in flat_fields(hint, prefix + sub_prefix, default):
+                out.append((name, (f.name, *path), sub_hint, sub_field, sub_default))
+        else:
+            out.append((prefix + f.name, (f.name,), hint, f, default))
+    return out

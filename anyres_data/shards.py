@@ -1,6 +1,7 @@
 """WebDataset shards: samples in, a tar that appears whole; a tar in, its samples.
 
-A sample is two members, `KEY.EXT` (the original bytes) and `KEY.json` (its metadata). Writing goes
+A sample is two members, `KEY.EXT` (the original bytes) and `KEY.json` (its metadata), and a third,
+`KEY.txt`, when it has a caption (so that `to_tuple("jpg", "txt")` works as on img2dataset's shards). Writing goes
 through webdataset's `TarWriter` into a temporary file that is moved into place on close (see
 storage.py), and only once the first sample arrives: a shard that ends up empty is never written.
 Reading uses webdataset's own tar iterators on an fsspec stream, so any fsspec URL works.
@@ -105,6 +106,9 @@ class ShardWriter:
 
     def write(self, sample: Sample) -> None:
         members = {"__key__": sample.key, sample.ext: sample.data, "json": encode_metadata(sample.metadata)}
+        caption = sample.metadata.get("caption")
+        if isinstance(caption, str):
+            members["txt"] = caption.encode()
         if isinstance(sample.data, SpilledFile):
             self._write_spilled(members)
         else:

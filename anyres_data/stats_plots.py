@@ -1,6 +1,6 @@
 """The statistics as pictures: the paper's Fig. 4, the minimum-size discard and the aspect-ratio buckets.
 
-`plot_sizes` (Fig. 4: histogram of HR sizes, log-scale counts, and a pie of LR vs HR images),
+`plot_sizes` (Fig. 4: histogram of HR sizes, log-scale counts, and a pie of LR vs HR images, for several sets),
 `plot_discard` and `plot_buckets` return matplotlib figures (Agg canvas, no pyplot state) and save
 them when given a path.
 """
@@ -45,12 +45,15 @@ def _percent_over_sides(ax, ticks: Sequence[int], *, xlabel: str, ylabel: str, t
 
 
 def plot_sizes(datasets: Sequence[DatasetStats], path: str | Path | None = None, *, bins: int = 40) -> Figure:
-    """The paper's Fig. 4: a histogram of the HR images' shorter sides (log-scale counts), a pie of LR vs HR.
+    """The paper's Fig. 4: a histogram of the HR images' shorter sides (log-scale counts), a pie of LR vs HR
+    (only when there are several datasets with images).
 
     With no HR set, the histogram shows every image. Saved to `path` (PNG, PDF, SVG by suffix) when given.
     """
-    figure = _figure(11, 4)
-    hist_ax, pie_ax = figure.subplots(1, 2, width_ratios=[2.2, 1])
+    counts = [(f"{d.name} ({d.role.upper()})", len(d.images)) for d in datasets if len(d.images)]
+    with_pie = len(counts) > 1  # a single dataset's pie would be one 100% slice
+    figure = _figure(11 if with_pie else 7.5, 4)
+    hist_ax, pie_ax = figure.subplots(1, 2, width_ratios=[2.2, 1]) if with_pie else (figure.subplots(), None)
     shown = [d for d in datasets if d.role == "hr" and len(d.images)] or [d for d in datasets if len(d.images)]
     if shown:
         sides = np.concatenate([d.short for d in shown])
@@ -63,11 +66,10 @@ def plot_sizes(datasets: Sequence[DatasetStats], path: str | Path | None = None,
     hist_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))  # 10,000 rather than 10⁴
     hist_ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # 2, 3, 6 within a decade
     hist_ax.set_title("HR image sizes" if any(d.role == "hr" for d in shown) else "image sizes")
-    counts = [(f"{d.name} ({d.role.upper()})", len(d.images)) for d in datasets if len(d.images)]
-    if counts:
+    if with_pie:
         labels, sizes = zip(*counts, strict=True)
         pie_ax.pie(sizes, labels=labels, autopct=lambda pct: f"{pct:.1f}%", startangle=90, counterclock=False)
-    pie_ax.set_title("images: LR vs HR")
+        pie_ax.set_title("images: LR vs HR")
     return _save(figure, path)
 
 

@@ -42,6 +42,12 @@ def exists(url: str) -> bool:
     return fs.exists(path)
 
 
+def size(url: str) -> int:
+    """A file's size in bytes."""
+    fs, path = filesystem(url)
+    return int(fs.size(path))
+
+
 def listdir(url: str, suffix: str = "") -> list[str]:
     """Sorted names (not paths) of the files directly in a folder that end with `suffix`; [] if no folder."""
     fs, path = filesystem(url)

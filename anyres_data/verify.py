@@ -1,9 +1,10 @@
 """Check a built dataset: every shard re-read and compared with the manifest, sample by sample.
 
 Per sample: its key is in the manifest for this shard, once; it has exactly one image member, whose
-extension is the manifest's format; the bytes' sha256 and length match; the JSON holds the manifest's
-values; and libvips reads the header to the recorded format and displayed size. Per dataset: the
-shards on disk are those dataset.json lists, and every manifest row was found.
+extension is the manifest's format; a caption is its .txt member; the bytes' sha256 and length match;
+the JSON holds the manifest's values; and libvips reads the header to the recorded format and
+displayed size. Per dataset: the shards on disk are those dataset.json lists, wids.json counts the
+manifest's samples per shard, and every manifest row was found.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def verify(out: str, *, probe: bool = True) -> VerifyReport:
         )
     if len(manifest) != info.counts["kept"]:
         report.problems.append(f"manifest has {len(manifest)} rows, dataset.json counts {info.counts['kept']} kept")
+    if storage.exists(layout.wids_json):  # builds before wids.json existed have none
+        counts = manifest["shard"].value_counts().to_dict()
+        listed_counts = {
+            e["url"].removeprefix("shards/"): e["nsamples"] for e in storage.read_json(layout.wids_json)["shardlist"]
+        }
+        if listed_counts != counts:
+            report.problems.append("wids.json's shards or sample counts differ from the manifest's")
     for name in listed:
         rows = {row["key"]: row for row in manifest[manifest["shard"] == name].to_dict("records")}
         if name not in on_disk:
@@ -84,11 +92,16 @@ def verify(out: str, *, probe: bool = True) -> VerifyReport:
 
 def _check_sample(sample: dict[str, Any], row: dict[str, Any], *, probe: bool) -> list[str]:
     problems = []
-    members = sorted(k for k in sample if not k.startswith("__") and k != "json")
+    members = sorted(k for k in sample if not k.startswith("__") and k not in ("json", "txt"))
     if members != [row["format"]]:
         return [f"image members {members}, expected one .{row['format']}"]
     if "json" not in sample:
         return ["no .json member"]
+    caption = row.get("caption")
+    caption = None if caption is None or pd.isna(caption) else caption
+    text = sample["txt"].decode("utf-8", errors="replace") if "txt" in sample else None
+    if text != caption:
+        problems.append(f".txt member {text!r}, manifest caption {caption!r}")
     data = sample[row["format"]]
     if hashlib.sha256(data).hexdigest() != row["sha256"]:
         problems.append("sha256 of the bytes differs from the manifest")
@@ -96,7 +109,7 @@ def _check_sample(sample: dict[str, Any], row: dict[str, Any], *, probe: bool) -
         problems.append(f"{len(data)} bytes, manifest says {row['bytes']}")
     metadata = json.loads(sample["json"])
     for name in _JSON_FIELDS:
-        expected = None if pd.isna(row[name]) else row[name]
+        expected = None if name not in row or pd.isna(row[name]) else row[name]
         if metadata.get(name) != expected:
             problems.append(f"json {name}={metadata.get(name)!r}, manifest {expected!r}")
     extra = {k: v for k, v in metadata.items() if k not in MANIFEST_COLUMNS}

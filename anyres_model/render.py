@@ -29,6 +29,7 @@ from anyres_data.settings import setting, to_dict
 from anyres_data.spec import PatchSpec
 from anyres_model.checkpoint import load_generator, resolve_checkpoint
 from anyres_model.networks.generator import Generator
+from anyres_model.panels import enlarge, labelled_grid
 
 BORDER_SAMPLES = 2  # default tile border: margin_size * this many pixels (see docs/model.md for the error it leaves)
 
@@ -174,35 +175,36 @@ def to_numpy_image(img: torch.Tensor) -> np.ndarray:
 def zoom_strip(
     generator: Generator, z: torch.Tensor, specs: list[PatchSpec], *, truncation_psi: float = 1.0
 ) -> Image.Image:
-    """One row of panels, one per spec (rendered at its p), with the later crops outlined on the first panel.
+    """One row of panels, one per spec (rendered at its p, shown at ≥ MIN_PANEL px), each labelled above
+    with its scale, and the later crops' windows outlined on the first panel in their panels' colours.
 
     The first panel is rendered as G renders that window; the others with context (no edge effects).
     """
     context = default_border(generator)  # show zoomed crops as parts of the image, without edge effects
     panels = [
-        to_numpy_image(
-            render_crop(generator, z[:1], spec, context=context if i else 0, truncation_psi=truncation_psi)[0]
+        enlarge(
+            to_numpy_image(
+                render_crop(generator, z[:1], spec, context=context if i else 0, truncation_psi=truncation_psi)[0]
+            )
         )
         for i, spec in enumerate(specs)
     ]
-    size = specs[0].p
-    strip = Image.new("RGB", (size * len(panels), size))
-    for i, panel in enumerate(panels):
-        strip.paste(Image.fromarray(panel), (i * size, 0))
-    draw = ImageDraw.Draw(strip)
+    size = panels[0].width
     colours = ["#ff3030", "#30ff30", "#3090ff", "#ffd030", "#ff30ff", "#30ffff"]
     base = specs[0]
+    bl, bt, br, bb = base.window  # unit-square coordinates of the first panel
+    first = ImageDraw.Draw(panels[0])
     for i, spec in enumerate(specs[1:], start=1):
         left, top, right, bottom = spec.window
-        bl, bt, br, bb = base.window  # map unit-square coordinates into the first panel
         box = [
             (v - o) / (e - o) * size for v, o, e in ((left, bl, br), (top, bt, bb), (right, bl, br), (bottom, bt, bb))
         ]
         colour = colours[(i - 1) % len(colours)]
-        draw.rectangle(box, outline=colour)
-        draw.rectangle([i * size, 0, (i + 1) * size - 1, size - 1], outline=colour)
-        draw.text((i * size + 3, 2), f"s={spec.s:g}", fill=colour)
-    return strip
+        first.rectangle(box, outline=colour, width=2)
+        ImageDraw.Draw(panels[i]).rectangle([0, 0, size - 1, size - 1], outline=colour, width=3)
+    p = base.p
+    labels = ["whole image" if spec.s == p else f"s = {spec.s:g} ({spec.s / p:g}P)" for spec in specs]
+    return labelled_grid([panels], column_labels=labels)
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,11 @@ class RenderSettings:
     seed: int = setting(0, "seed of the latent z (its own RNG: the image can be regenerated alone)")
     truncation_psi: float = setting(1.0, "truncation: 1 = none, < 1 pulls w towards the average")
     which: str = setting("G_ema", "generator state in the checkpoint (G_ema or G)")
-    out: Path = setting(Path("render.png"), "output PNG (a JSON file with the settings is written beside it)")
+    out: Path = setting(
+        Path("render.png"), "output PNG of one image (a JSON file with the settings is written beside it)"
+    )
+    seeds: str | None = setting(None, "several seeds, e.g. 0-35,40 (as StyleGAN3's gen_images.py), into --outdir")
+    outdir: Path | None = setting(None, "folder for one PNG per seed, seed0000.png, ... (instead of --out)")
     zoom: bool = setting(False, "write a strip: the whole image, then crops at s = 2P, 4P, ... (each P×P)")
     zoom_levels: int = setting(4, "panels of the zoom strip")
     zoom_centre: tuple[float, float] = setting((0.5, 0.5), "centre of the zoom crops, unit-square coordinates x,y")
@@ -229,11 +235,39 @@ def latent(seed: int, z_dim: int, device: str | torch.device = "cpu") -> torch.T
     return torch.randn(1, z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
-def run_render(settings: RenderSettings, checkpoint: Path) -> Path:
-    """Render what `settings` asks for from `checkpoint`; returns the PNG's path."""
+def parse_seeds(text: str) -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7] (ranges inclusive, as StyleGAN3's gen_images.py). Raises ValueError."""
+    seeds = []
+    for part in (p.strip() for p in text.split(",")):
+        low, dash, high = part.partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            raise ValueError(f"--seeds {text!r}: expected seeds and ranges such as 0-35,40") from None
+        if first < 0 or last < first:
+            raise ValueError(f"--seeds {text!r}: {part} is not a range of seeds ≥ 0")
+        seeds.extend(range(first, last + 1))
+    return seeds
+
+
+def run_render(settings: RenderSettings, checkpoint: Path) -> list[Path]:
+    """Render what `settings` asks for from `checkpoint`: one PNG (`out`), or one per seed in `outdir`
+    (`seeds`, else `seed`); returns their paths. Raises ValueError for --seeds without --outdir."""
+    if settings.seeds is not None and settings.outdir is None:
+        raise ValueError("--seeds writes one image per seed: give the folder with --outdir (--out is for one image)")
     checkpoint = resolve_checkpoint(checkpoint)
     generator = load_generator(checkpoint, settings.which, map_location=settings.device)
-    z = latent(settings.seed, generator.cfg.z_dim, settings.device)
+    if settings.outdir is None:
+        return [_render_one(settings, generator, checkpoint, seed=settings.seed, out=settings.out)]
+    seeds = parse_seeds(settings.seeds) if settings.seeds is not None else [settings.seed]
+    return [
+        _render_one(settings, generator, checkpoint, seed=seed, out=settings.outdir / f"seed{seed:04d}.png")
+        for seed in seeds
+    ]
+
+
+def _render_one(settings: RenderSettings, generator: Generator, checkpoint: Path, *, seed: int, out: Path) -> Path:
+    z = latent(seed, generator.cfg.z_dim, settings.device)
     if settings.zoom:
         specs = zoom_specs(generator.patch_size, levels=settings.zoom_levels, centre=settings.zoom_centre)
         image = zoom_strip(generator, z, specs, truncation_psi=settings.truncation_psi)
@@ -244,8 +278,13 @@ def run_render(settings: RenderSettings, checkpoint: Path) -> Path:
         for t, img in iter_tiles(generator, ws, PatchSpec.global_(settings.size), tile=tile, border=settings.border):
             canvas[t.top : t.top + t.height, t.left : t.left + t.width] = to_numpy_image(img[0])
         image = Image.fromarray(canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas)
-    settings.out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(settings.out)
-    record = {"checkpoint": str(checkpoint), "settings": to_dict(settings), "generator": to_dict(generator.cfg)}
-    settings.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    return settings.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    record = {
+        "checkpoint": str(checkpoint),
+        "seed": seed,
+        "settings": to_dict(settings),
+        "generator": to_dict(generator.cfg),
+    }
+    out.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    return out

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from anyres_data.spec import PatchSpec
 from anyres_model.networks.generator import Generator
+from anyres_model.panels import labelled_grid
 from anyres_model.render import render_crop, to_numpy_image
 
 PARTS = ("data", "G", "D", "teacher", "lpips")
@@ -147,10 +147,20 @@ def grid_specs(patch_size: int, scales: tuple[int, ...] = (1, 2, 4)) -> list[Pat
     return [PatchSpec.from_centre(s=float(patch_size * k), v=(0.5, 0.5), p=patch_size) for k in scales]
 
 
+def grid_name(nimg: int) -> str:
+    """The training grid's file name after `nimg` images: kimg to the image, so no grid replaces another."""
+    return f"grid-{nimg / 1000:010.3f}kimg.png"
+
+
 @torch.no_grad()
 def save_image_grid(generator: Generator, z: torch.Tensor, path: Path) -> None:
-    """One row per latent, one column per scale (global, 2P, 4P centre crops), as a PNG."""
-    columns = [render_crop(generator, z, spec) for spec in grid_specs(generator.patch_size)]  # each (B, C, P, P)
-    rows = [np.concatenate([to_numpy_image(col[i]) for col in columns], axis=1) for i in range(z.shape[0])]
+    """One row per latent, one column per scale (global, 2P, 4P centre crops), labelled, as a PNG;
+    each panel enlarged to at least MIN_PANEL px."""
+    p = generator.patch_size
+    specs = grid_specs(p)
+    columns = [render_crop(generator, z, spec) for spec in specs]  # each (B, C, P, P)
+    panels = [[to_numpy_image(col[i]) for col in columns] for i in range(z.shape[0])]
+    labels = ["global" if spec.s == p else f"{spec.s / p:g}P crop (s = {spec.s:g})" for spec in specs]
+    grid = labelled_grid(panels, column_labels=labels, row_labels=[f"z{i}" for i in range(z.shape[0])])
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0).squeeze()).save(path)
+    grid.save(path)

@@ -44,7 +44,7 @@ from anyres_model.losses import discriminator_loss, generator_loss, r1_penalty
 from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
 from anyres_model.perceptual import load_lpips
-from anyres_model.run_log import ScalarLog, SpecCoverage, StepTimer, save_image_grid
+from anyres_model.run_log import ScalarLog, SpecCoverage, StepTimer, grid_name, save_image_grid
 from anyres_model.teacher import teacher_loss
 from anyres_model.train_config import TrainConfig
 
@@ -365,7 +365,7 @@ def train(cfg: TrainConfig) -> Path:
                 window_start, window_nimg = time.perf_counter(), 0
 
             if proc.is_main and progress.nimg >= next_image:
-                save_image_grid(nets.G_ema, grid_z, run_dir / "images" / f"grid-{progress.nimg // 1000:06d}kimg.png")
+                save_image_grid(nets.G_ema, grid_z, run_dir / "images" / grid_name(progress.nimg))
                 next_image = _next_multiple(progress.nimg, cfg.image_kimg)
             if proc.is_main and progress.nimg >= next_eval:
                 record = run_eval(cfg, nets.G_ema, progress)

@@ -275,7 +275,7 @@ def test_guards_and_settings_errors(hr_dir):
     two = f"{root}/shards/test-{{000000..000001}}.tar"
     with pytest.raises(ValueError, match="some would get no data"):
         make_loader(LoaderSettings(hr=two, workers=2, resampled=False), SamplerSettings(p=P), rank=0, world_size=2)
-    with pytest.raises(ValueError, match="hr is empty"):
+    with pytest.raises(ValueError, match="no HR shards: give them with --hr"):
         make_loader(LoaderSettings(), SamplerSettings(p=P))
     with pytest.raises(ValueError, match="rank"):
         make_loader(LoaderSettings(hr=two), SamplerSettings(p=P), rank=2, world_size=2)

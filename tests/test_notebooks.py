@@ -99,7 +99,7 @@ def test_resolution_histograms_builds_a_demo_set_and_plots_it(jupyter, data, tmp
 
 def test_patch_sampling_draws_and_cuts_patches_of_a_given_dataset(jupyter, data, monkeypatch):
     notebook = run("patch_sampling", jupyter=jupyter, env={"ANYRES_DATASET": str(data / "hr")}, monkeypatch=monkeypatch)
-    assert images(notebook) == 3  # the contact sheet, the size histogram, the scales of one image
+    assert images(notebook) == 4  # the contact sheet, a make_loader batch, the size histogram, the scales of one image
 
 
 def test_any_resolution_rendering_renders_a_given_checkpoint(jupyter, checkpoint, monkeypatch):

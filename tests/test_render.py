@@ -17,6 +17,7 @@ from anyres_model.cli.render import app
 from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset
+from anyres_model.panels import BAND, GAP
 from anyres_model.render import (
     default_border,
     latent,
@@ -26,6 +27,7 @@ from anyres_model.render import (
     to_numpy_image,
     zoom_specs,
 )
+from anyres_model.run_log import grid_name, save_image_grid
 
 TINY_G, TINY_D = preset("tiny")
 
@@ -199,9 +201,33 @@ def test_cli_renders_tiled_image_and_zoom_strip(tmp_path, generator):
     result = runner.invoke(app, [str(ckpt), "--zoom", "--zoom-levels", "3", "--out", str(strip)])
     assert result.exit_code == 0, result.output
     image = np.asarray(Image.open(strip))
-    assert image.shape == (32, 96, 3)
+    panel, top = 256, BAND + GAP  # 32 px panels shown at 256 px, below the labels' band
+    assert image.shape == (top + panel + GAP, 3 * (panel + GAP) + GAP, 3)
     # the s = 2P crop (centre half of the image) is outlined in red on the first panel
-    assert tuple(image[8, 8]) == (255, 48, 48) and tuple(image[8, 20]) == (255, 48, 48)
+    assert tuple(image[top + 64, GAP + 80]) == (255, 48, 48) and tuple(image[top + 100, GAP + 64]) == (255, 48, 48)
+    assert (image[:BAND].min(axis=2) < 128).any()  # the labels, beside the panels, not over them
+    assert (image[:BAND] == 255).mean() > 0.8
+    first = Image.open(strip).crop((GAP, top, GAP + panel, top + panel)).resize((32, 32), Image.Resampling.NEAREST)
+    whole = to_numpy_image(render(generator, latent(0, TINY_G.z_dim), 32)[0])
+    assert np.abs(np.asarray(first).astype(int) - whole.astype(int))[2:30, 2:30].max() <= 1  # enlarged, not changed
+
+    outdir = tmp_path / "seeds"
+    result = runner.invoke(app, [str(ckpt), "--size", "32", "--seeds", "0-2,5", "--outdir", str(outdir)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in outdir.glob("*.png")) == [
+        "seed0000.png",
+        "seed0001.png",
+        "seed0002.png",
+        "seed0005.png",
+    ]
+    for seed in (1, 5):
+        got = np.asarray(Image.open(outdir / f"seed{seed:04d}.png")).astype(int)
+        assert np.abs(got - to_numpy_image(render(generator, latent(seed, TINY_G.z_dim), 32)[0]).astype(int)).max() <= 1
+    assert json.loads((outdir / "seed0005.json").read_text())["seed"] == 5
+    no_dir = runner.invoke(app, [str(ckpt), "--seeds", "0-3"])
+    assert no_dir.exit_code == 2 and "--outdir" in no_dir.output
+    bad_seeds = runner.invoke(app, [str(ckpt), "--seeds", "3-1", "--outdir", str(outdir)])
+    assert bad_seeds.exit_code == 2 and "not a range" in bad_seeds.output
 
     missing = runner.invoke(app, [str(tmp_path / "nope.pt")])
     assert missing.exit_code != 0
@@ -225,3 +251,14 @@ def test_a_pickled_object_is_not_a_checkpoint_and_the_cli_says_so(tmp_path):
     assert result.exit_code == 2 and "this must never run" not in result.output
     message = " ".join(result.output.replace("│", " ").split())  # rich wraps the error in a box
     assert "not a checkpoint this tool wrote" in message and "weights_only" not in message
+
+
+def test_training_grids_never_overwrite_one_another_and_are_labelled(tmp_path, generator):
+    names = [grid_name(nimg) for nimg in (0, 4, 400, 800, 1000, 12_345)]
+    assert len(set(names)) == len(names) and names == sorted(names) and names[2] == "grid-000000.400kimg.png"
+    z = torch.randn(2, TINY_G.z_dim, generator=torch.Generator().manual_seed(0))
+    save_image_grid(generator, z, tmp_path / names[2])
+    grid = np.asarray(Image.open(tmp_path / names[2]))
+    left = grid.shape[1] - 3 * (256 + GAP) - GAP  # the row labels' column
+    assert left > 0 and grid.shape[0] == BAND + 2 * (256 + GAP) + GAP  # 2 latents x 3 scales, 256 px panels
+    assert (grid[:BAND].min(axis=2) < 128).any() and (grid[BAND:, :left].min(axis=2) < 128).any()  # labels

@@ -255,7 +255,7 @@ def test_a_build_without_resize_stores_the_original_bytes_and_metadata_as_before
     folder_build(out, root)
     manifest = read_manifest(str(out)).set_index("key")
     samples = shard_samples(out)
-    expected_fields = {n for n in MANIFEST_COLUMNS if n not in ("shard", "extra")} | set(PROBE_NAMES)
+    expected_fields = {n for n in MANIFEST_COLUMNS if n not in ("shard", "extra", "caption")} | set(PROBE_NAMES)
     for key, sample in samples.items():
         row = manifest.loc[key]
         metadata = json.loads(sample["json"])

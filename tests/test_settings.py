@@ -135,7 +135,9 @@ def test_a_yaml_object_tag_is_a_clear_error_not_a_traceback(tmp_path):
     config.write_text('source: demo\nout: !!python/object/apply:os.system ["touch pwned"]\n')
     with pytest.raises(ValueError, match=r"evil\.yaml: the YAML tag .*python/object/apply:os\.system.* not allowed"):
         resolve(Demo, config=config)
-    result = CliRunner().invoke(cli, ["build", "--config", str(config), "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli, ["build", "--config", str(config), "--out", str(tmp_path / "o")], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert "not allowed" in result.output and not (tmp_path / "pwned").exists() and not Path("pwned").exists()
     config.write_text("source: [demo\n")
@@ -163,3 +165,39 @@ def test_the_word_none_sets_an_optional_field_back_to_none(tmp_path):
     result = runner.invoke(app, ["run", "--tile", "big"])
     assert result.exit_code == 2 and "tile" in result.output
     assert "none: unset" in runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+
+
+def test_a_yaml_file_takes_the_flags_names_too_and_suggests_the_nearest_key(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("inner_rate: 0.25\nquery: q\nsize: 64\n")  # the names of --inner-rate, --query
+    assert resolve(Demo, config=config) == Demo(size=64, inner=Inner(rate=0.25), bare=Bare("q"))
+    config.write_text("inner_rate: 0.25\ninner:\n  rate: 0.5\n")
+    with pytest.raises(ValueError, match="inner_rate is given twice"):
+        resolve(Demo, config=config)
+    config.write_text("inner_rte: 0.25\n")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) inner_rte \(did you mean inner_rate\?\)"):
+        resolve(Demo, config=config)
+    with pytest.raises(ValueError, match=r"inner: unknown setting\(s\) rat \(did you mean rate\?\)"):
+        from_dict(Demo, {"inner": {"rat": 1}})
+    demo = tmp_path / "demo.yaml"
+    demo.write_text("source: demo\ndemo_count: 3\nsources:\n  demo:\n    max_side: 300\n")
+    from anyres_data.build import BuildSettings
+
+    settings = resolve(BuildSettings, config=demo)
+    assert (settings.sources.demo.count, settings.sources.demo.max_side) == (3, 300)
+
+
+def test_messages_and_help_speak_in_flags_not_python_types():
+    with pytest.raises(ValueError) as err:
+        from_dict(Demo, {"name": 3})
+    assert "Optional" not in str(err.value) and "expected a string" in str(err.value)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["build", "--source", "demoo", "--out", "x"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "typing" not in result.output and "'demo'" in result.output
+    help_text = " ".join(runner.invoke(cli, ["build", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert "<truncated|error|warning>" in help_text  # --fail-on lists its choices
+    assert "[default: error]" in help_text and "(default:" not in help_text  # one style, typer's own
+    result = runner.invoke(
+        cli, ["build", "--source", "demo", "--out", "x", "--workers", "3", "--scheduler", "tcp://h:1"]
+    )
+    assert result.exit_code == 2 and "drop --workers" in " ".join(result.output.split())

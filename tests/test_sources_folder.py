@@ -7,6 +7,7 @@ import tarfile
 
 import fsspec
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -83,18 +84,16 @@ def test_img2dataset_files_layout(tmp_path):
     assert [c.source_id for c in got] == [f"00000/{i:09d}.jpg" for i in range(4)]
     first = got[0]
     assert first.license == "CC-BY-4.0"
-    assert first.extra == {
-        "source_url": "https://origin.example/0.jpg",  # the original URL, kept
+    assert first.original_url == "https://origin.example/0.jpg"  # the original URL, kept
+    assert (first.original_width, first.original_height) == (2400, 1600)  # the size before img2dataset resized
+    assert first.extra == {  # width/height (the copy's size) are measured again by the build
         "source_key": "000000000",
-        "source_width": 24,
-        "source_height": 16,
-        "source_original_width": 2400,
-        "source_original_height": 1600,
         "source_sha256": "ab" * 32,
         "caption": "caption 0",
         "similarity": 0.25,
     }
     assert got[3].extra == {"caption": "only a caption"} and got[3].license is None
+    assert got[3].original_url is None and got[3].original_width is None
     assert read(got[2].url) == (shard / "000000002.jpg").read_bytes()
 
 
@@ -122,7 +121,7 @@ def test_img2dataset_webdataset_tars(tmp_path):
     assert [c.source_id for c in got] == [f"00000.tar/{n}" for n in first] + [f"00001.tar/{n}" for n in second]
     c = got[4]
     assert c.url.startswith("tar://000000004.png::file://") and c.url.endswith("/00000.tar")
-    assert c.extra["source_url"] == "https://origin.example/4.jpg" and c.extra["caption"] == "caption 4"
+    assert c.original_url == "https://origin.example/4.jpg" and c.extra["caption"] == "caption 4"
     assert c.license == "CC-BY-4.0"
     assert read(c.url) == first["000000004.png"]  # plain fsspec opens the member URL
     with TarReader(max_open=1) as reader:
@@ -212,3 +211,55 @@ def test_double_colons_in_member_and_file_names_are_names_not_url_chains(tmp_pat
     assert split_tar_url(got[f"s.tar/{hostile}"].url) == (hostile, f"file://{folder}/s.tar")
     with TarReader() as reader:
         assert reader.read(got[f"s.tar/{hostile}"].url) == inside
+
+
+def test_an_img2dataset_output_builds_with_its_urls_original_sizes_and_captions(tmp_path):
+    """img2dataset's "files" layout (resized to 24×16 from 96×64) and its tars, through a whole build."""
+    import webdataset as wds
+
+    from anyres_data.build import BuildSettings, build
+    from anyres_data.dataset import extra_fields, read_manifest
+    from anyres_data.sources import SourceSettings
+    from anyres_data.verify import verify
+
+    shard = tmp_path / "in" / "00000"
+    shard.mkdir(parents=True)
+    for i in range(3):
+        record = img2dataset_record(i) | {"original_width": 96, "original_height": 64}
+        (shard / f"{i:09d}.jpg").write_bytes(image_bytes("JPEG", seed=10 + i))  # unlike the tar's
+        (shard / f"{i:09d}.json").write_text(json.dumps(record))
+        (shard / f"{i:09d}.txt").write_text(f"caption {i}")
+    record = img2dataset_record(3) | {"original_width": 24, "original_height": 16, "caption": None}
+    (shard / "000000003.jpg").write_bytes(image_bytes("JPEG", seed=13))  # not resized, no caption
+    (shard / "000000003.json").write_text(json.dumps(record))
+    write_webdataset_tar(tmp_path / "in" / "00001.tar", 2)  # original size 2400×1600, caption "caption"
+    out = tmp_path / "out"
+    settings = BuildSettings(
+        source="folder",
+        out=str(out),
+        sources=SourceSettings(folder=FolderSettings(folder=str(tmp_path / "in"))),
+        workers=0,
+        progress=False,
+        retry_transient=False,
+    )
+    build(settings)
+    manifest = read_manifest(str(out)).set_index("source_id")
+    first = manifest.loc["00000/000000000.jpg"]
+    assert first["url"] == "https://origin.example/0.jpg"
+    assert extra_fields(first)["read_from"] == f"file://{shard}/000000000.jpg"
+    assert (first["width"], first["height"], first["original_width"], first["original_height"]) == (24, 16, 96, 64)
+    assert extra_fields(first)["resized"] is True
+    assert "source_original_width" not in extra_fields(first)
+    assert first["caption"] == "caption 0"
+    unresized = manifest.loc["00000/000000003.jpg"]
+    assert extra_fields(unresized)["resized"] is False and pd.isna(unresized["caption"])
+    in_tar = manifest.loc["00001.tar/000000001.jpg"]
+    assert in_tar["url"] == "https://origin.example/1.jpg" and in_tar["original_width"] == 2400
+    assert extra_fields(in_tar)["read_from"].startswith("tar://000000001.jpg::file://")
+    assert in_tar["caption"] == "caption 1"  # the JSON's caption first, else the KEY.txt member
+    shards = sorted(str(p) for p in (out / "shards").glob("*.tar"))
+    pairs = list(wds.WebDataset(shards, shardshuffle=False).select(lambda s: "txt" in s).to_tuple("__key__", "txt"))
+    captions = {key: text.decode() for key, text in pairs}
+    assert captions == {k: c for k, c in zip(manifest["key"], manifest["caption"], strict=True) if isinstance(c, str)}
+    assert len(captions) == 5  # all but 000000003.jpg
+    assert verify(str(out)).ok

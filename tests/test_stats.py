@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
 from anyres_data.cli.app import app
-from anyres_data.dataset import read_manifest
+from anyres_data.dataset import read_manifest, size_table
 from anyres_data.filters import FilterSettings
 from anyres_data.sampling import SamplerSettings, expected_scale
 from anyres_data.sources import SourceSettings
@@ -127,6 +128,8 @@ def test_plots_show_hr_sizes_on_a_log_scale_a_pie_and_discard_curves(two_sets, t
     assert len(figure.axes[0].lines) == 3 * 2 + 4  # images + pixels for 2 sets and "all", 4 marked minimums
     with Image.open(tmp_path / "fig4.png") as image:
         assert image.width > 600 and image.height > 200
+    single = plot_sizes(load_all([str(hr_path)]))
+    assert len(single.axes) == 1 and not [a for a in single.axes if a.patches and a.get_title().startswith("images")]
     assert (tmp_path / "discard.svg").read_text().lstrip().startswith("<?xml")
 
 
@@ -198,3 +201,16 @@ def test_roles_come_from_flags_or_from_the_size_threshold(two_sets):
     assert [c.strip() for c in roles.split("│")[2:4]] == ["LR", "HR"]  # named sets first, then DATASETS
     result = runner.invoke(app, ["stats", str(hr_path), "--min-sides", "512,big"], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "--min-sides" in result.output
+
+
+def test_info_and_stats_report_the_same_median(tmp_path):
+    manifest = synthetic_manifest(48, seed=3)  # an even count: the median lies between two images
+    write_manifest_dataset(tmp_path / "even", manifest, name="even")
+    short = manifest[["width", "height"]].min(axis=1)
+    assert short.median() != short.quantile(0.5, interpolation="lower")  # the two ways would differ here
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(size_table(read_manifest(str(tmp_path / "even"))))  # what `info` prints
+    median = f"{short.median():,.0f}"
+    assert re.search(rf"50th percentile\s*│\s*{median}\s*│", console.export_text())
+    stats = CliRunner().invoke(app, ["stats", str(tmp_path / "even")], env={"COLUMNS": "200"})
+    assert stats.exit_code == 0 and f"/ {median} /" in stats.output

@@ -7,6 +7,7 @@ from rich.console import Console
 
 from anyres_data.build import BuildError, BuildSettings, EmptyBuildError, build
 from anyres_data.cli.errors import fail, user_errors
+from anyres_data.cli.export import export_command
 from anyres_data.cli.flags import typer_options
 from anyres_data.cli.sample import sample_command
 from anyres_data.cli.stats import stats_command
@@ -64,6 +65,7 @@ app.command("info")(info_command)
 app.command("verify")(verify_command)
 app.command("sample")(sample_command)
 app.command("stats")(stats_command)
+app.command("export")(export_command)
 
 
 def main() -> None:

@@ -2,49 +2,29 @@
 
 A flag that is not given leaves the field to the YAML file (`--config`) or the default. For a field
 that may be None, the word `none` sets it to None (`--tile none` renders in one pass), even where
-its default or the YAML file gives a value.
+its default or the YAML file gives a value. The YAML file may name a setting nested
+(`sources: {demo: {count: 3}}`) or as its flag (`demo_count: 3`, `anyres_data.settings.nest_flags`).
+--help shows defaults in typer's style, `[default: X]`, and a Literal field's choices.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
+from rich.markup import escape
 
 from anyres_data.cli.errors import fail
-from anyres_data.settings import from_dict, load_yaml, merge
+from anyres_data.settings import flat_fields, from_dict, load_yaml, merge, nest_flags
 
 NONE_WORD = "none"
-
-
-def flat_fields(
-    cls: type, prefix: str = "", defaults: Any = None
-) -> list[tuple[str, tuple[str, ...], Any, dataclasses.Field, Any]]:
-    """(flag name, path of field names, type hint, field, default) for every CLI-visible leaf field.
-
-    Defaults of nested fields come from the parent field's default instance.
-    """
-    out = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("cli", True):
-            continue
-        hint = hints[f.name]
-        default = getattr(defaults, f.name) if defaults is not None else f.default
-        if dataclasses.is_dataclass(hint):
-            sub_prefix = f.metadata.get("cli_prefix")
-            sub_prefix = f.name + "_" if sub_prefix is None else sub_prefix
-            for name, path, sub_hint, sub_field, sub_default in flat_fields(hint, prefix + sub_prefix, default):
-                out.append((name, (f.name, *path), sub_hint, sub_field, sub_default))
-        else:
-            out.append((prefix + f.name, (f.name,), hint, f, default))
-    return out
 
 
 def _optional(hint: Any) -> bool:
@@ -64,6 +44,19 @@ def _cli_type(hint: Any) -> Any:
     if hint in (bool, int, float, str, Path):
         return hint
     return str
+
+
+_HELP_DEFAULT = re.compile(r"\s*\(default: ([^()]*)\)$")  # a help text's own "(default: X)" at its end
+
+
+def _choices(hint: Any) -> list[str]:
+    """The values of a Literal field (also inside Optional), as the CLI lists them; [] for other types."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _choices(args[0])
+    if typing.get_origin(hint) is Literal and all(isinstance(a, str) for a in typing.get_args(hint)):
+        return list(typing.get_args(hint))
+    return []
 
 
 def _default_text(default: Any) -> str:
@@ -105,16 +98,28 @@ def typer_options(cls: type, command: Callable[..., Any]) -> Callable[..., Any]:
         cli_type = _cli_type(hint)
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if cli_type is bool else [flag]
-        help_text = f.metadata.get("help", "")
-        shown = _default_text(default)
-        if shown:
-            unset = f"; {NONE_WORD}: unset" if _optional(hint) and cli_type is not bool else ""
-            help_text = f"{help_text} (default: {shown}{unset})"
+        # defaults in typer's own style, "[default: X]", as in the CLIs that are plain typer functions
+        help_text = escape(f.metadata.get("help", ""))
+        stated = _HELP_DEFAULT.search(help_text)  # a default the help text words itself
+        shown = stated.group(1) if stated else _default_text(default)
+        help_text = help_text[: stated.start()] if stated else help_text
+        unsettable = _optional(hint) and cli_type is not bool
+        if shown and "default" not in help_text:
+            unset = f"; {NONE_WORD}: unset" if unsettable and _default_text(default) else ""
+            help_text = f"{help_text} {escape(f'[default: {shown}{unset}]')}"
+        choices = _choices(hint)
+        if choices and unsettable and NONE_WORD not in choices:
+            choices.append(NONE_WORD)
+        # a Literal's values listed in --help; from_dict checks them (one `error:` line, "did you mean")
+        metavar = f"<{'|'.join(choices)}>" if choices else None
+        if len("|".join(choices)) > 40:  # a long list: in the help text, not as the metavar
+            metavar = "<str>"
+            help_text += "" if all(c in help_text for c in choices) else f" (one of {', '.join(choices)})"
         params.append(
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(None, *decls, help=help_text, show_default=False),
+                default=typer.Option(None, *decls, help=help_text, show_default=False, metavar=metavar),
                 annotation=typing.Optional[cli_type],  # noqa: UP045
             )
         )
@@ -132,7 +137,7 @@ def typer_options(cls: type, command: Callable[..., Any]) -> Callable[..., Any]:
                 _put(given, path, value)
         config = kwargs.pop("config")
         try:
-            data = merge(load_yaml(config) if config else {}, given)
+            data = merge(nest_flags(cls, load_yaml(config)) if config else {}, given)  # YAML: nested or flag names
             for path in unset:
                 _put(data, path, None)
             settings = from_dict(cls, data)

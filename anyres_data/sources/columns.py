@@ -34,6 +34,7 @@ METADATA_NAMES = frozenset(
         "phash",
         "crawled_at",
         "resized",
+        "read_from",
         "status",
         "error_message",
     }

@@ -5,9 +5,11 @@ sorted path order; its `source_id` is its path relative to the folder. Two layou
 output are understood:
 
 - "files": `00000/000000001.jpg` beside `000000001.json` (url, caption, size, saved columns) and
-  `000000001.txt` (caption). The JSON's fields go into the candidate's `extra` (the original URL as
-  `source_url`: names the build writes itself get a `source_` prefix, see `columns.py`), its
-  `license`/`owner`/`title` into the candidate's own fields.
+  `000000001.txt` (caption). The JSON's `url` becomes the candidate's `original_url` (the sample's
+  `url`; the file it is read from is kept as `read_from`), its `original_width`/`original_height`
+  the size before img2dataset resized it (so the sample says `resized`), its `width`/`height` are
+  measured again, its `license`/`owner`/`title` go into the candidate's own fields and the rest
+  into `extra` (names the build writes itself get a `source_` prefix, see `columns.py`).
 - "webdataset": `.tar` shards whose members `KEY.jpg` + `KEY.json` (+ `KEY.txt`) form a sample.
   A member's URL is the fsspec URL `tar://MEMBER::TAR_URL`; `TarReader` reads such URLs indexing
   each tar once (plain `fsspec.open` re-indexes the whole tar for every member).
@@ -44,7 +46,8 @@ from anyres_data.sources.columns import extra_name, jsonable
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif", "avif", "heic", "heif", "jxl", "jp2")
-_DROPPED = frozenset({"status", "error_message", "exif"})  # img2dataset bookkeeping, re-derived by the build
+# img2dataset bookkeeping and the size of the copy: re-derived by the build
+_DROPPED = frozenset({"status", "error_message", "exif", "width", "height"})
 _PROMOTED = ("license", "owner", "title")
 CHUNK = 1 << 20
 _TAR_URL = re.compile(r"::(?=[A-Za-z][A-Za-z0-9+.-]*://)")  # where TAR_URL (a URL with a protocol) begins
@@ -74,20 +77,31 @@ def _split_key(name: str) -> tuple[str, str]:
     return posixpath.join(directory, stem), ext.lower() if dot else ""
 
 
-def _metadata(meta: dict[str, Any], caption: str | None) -> tuple[dict[str, Any], dict[str, str | None]]:
-    """(extra, promoted fields) from an img2dataset-style JSON record and caption text."""
+def _metadata(meta: dict[str, Any], caption: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(extra, the candidate's own fields) from an img2dataset-style JSON record and caption text."""
     extra: dict[str, Any] = {}
-    promoted: dict[str, str | None] = {}
+    promoted: dict[str, Any] = {}
     for name, value in meta.items():
         if name in _DROPPED:
             continue
         if name in _PROMOTED:
             promoted[name] = None if value in (None, "") else str(value)
-            continue
-        extra[extra_name(name)] = jsonable(value)
+        elif name == "url" and isinstance(value, str) and value:
+            promoted["original_url"] = value
+        elif name in ("original_width", "original_height") and _is_side(value):
+            promoted[name] = int(value)
+        else:
+            extra[extra_name(name)] = jsonable(value)
+    if "original_width" not in promoted or "original_height" not in promoted:  # half a size is no size
+        promoted.pop("original_width", None)
+        promoted.pop("original_height", None)
     if caption is not None and "caption" not in extra:
         extra["caption"] = caption
     return extra, promoted
+
+
+def _is_side(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 1 and float(value).is_integer()
 
 
 def _json_record(data: bytes, where: str) -> dict[str, Any]:

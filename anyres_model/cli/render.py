@@ -19,8 +19,8 @@ def _command(
 ) -> None:
     """Render an image (or a zoom strip) of any size from a generator checkpoint."""
     with user_errors():
-        out = run_render(settings, checkpoint)
-    typer.echo(f"wrote {out}")
+        written = run_render(settings, checkpoint)
+    typer.echo(f"wrote {written[0]}" if len(written) == 1 else f"wrote {len(written)} images to {settings.outdir}")
 
 
 app = typer.Typer(add_completion=False, help="Render images of any size, or zoom strips, from a generator checkpoint.")
