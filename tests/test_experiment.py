@@ -83,6 +83,11 @@ def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
     # rerunning finds everything done and gives the same numbers
     run(cfg)
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
+    # --final-arm overrides the rule for the final table; the rule's pick is still reported
+    forced = json.loads((run(toy(tmp_path, ablation_kimg=0.008, final_arm="base")) / "results.json").read_text())
+    assert forced["selection"]["chosen"] == chosen and forced["selection"]["final"] == "base"
+    assert "anyres-base/model/seed1" in forced["runs"]
+    assert (chosen == "base") or f"The rule chose **{chosen}**" in (out / "results.md").read_text()
     # the scale-branch diagnostic: zeroing the branch of a phase-2 G changes its renders at s > p
     checkpoint = sorted((out / "seed0" / "anyres-base" / "checkpoints").glob("*.pt"))[-1]
     ablation = scale_branch_ablation(checkpoint, toy(tmp_path, eval_count=2))

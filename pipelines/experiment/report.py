@@ -48,7 +48,7 @@ def _rows(results: dict, labels: dict[str, str], table: str, columns: dict[str, 
 
 def final_rows(results: dict) -> list[dict]:
     """The final table: (a) upsampled, (b) rendered, (b)'s own p×p image upsampled, and the noise floor."""
-    chosen = ARMS_BY_NAME[results["selection"]["chosen"]].run_name
+    chosen = ARMS_BY_NAME[results["selection"]["final"]].run_name
     labels = {
         "lr_only/upsample": "(a) LR only, Lanczos-upsampled",
         f"{chosen}/model": "(b) any-res, rendered at s",
@@ -66,7 +66,7 @@ def final_rows(results: dict) -> list[dict]:
 
 
 def consistency_rows(results: dict) -> list[dict]:
-    chosen = ARMS_BY_NAME[results["selection"]["chosen"]].run_name
+    chosen = ARMS_BY_NAME[results["selection"]["final"]].run_name
     labels = {"lr_only": "(a) LR only, rendered at s (never trained there)", chosen: "(b) any-res, rendered at s"}
     rows = _rows(results, labels, "consistency", CONSISTENCY_COLUMNS, results["settings"]["seeds"])
     truth = results["consistency"]["ground truth"]
@@ -123,7 +123,7 @@ def coverage_rows(results: dict) -> list[dict]:
 
 def trend_rows(results: dict) -> list[dict]:
     """Along phase 2 (mean over seeds): pSWD at random s and at 4p, and (b)'s consistency."""
-    chosen = ARMS_BY_NAME[results["selection"]["chosen"]].run_name
+    chosen = ARMS_BY_NAME[results["selection"]["final"]].run_name
     series = {arm: [v for k, v in results["trend"].items() if k.startswith(arm + "/")] for arm in ("lr_only", chosen)}
     rows = []
     for i, point in enumerate(series[chosen][0]):
@@ -157,7 +157,8 @@ def markdown(rows: list[dict], *, digits: int = 1) -> str:
 def text(results: dict) -> str:
     """The markdown of results.md."""
     s = results["settings"]
-    chosen = results["selection"]["chosen"]
+    chosen, final = results["selection"]["chosen"], results["selection"]["final"]
+    by_rule = "" if final == chosen else f" The rule chose **{chosen}**; the final table uses {final} (`--final-arm`)."
     p = 64 if s["preset"] == "tiny64" else 32
     parts = [
         "## Setting\n",
@@ -165,9 +166,9 @@ def text(results: dict) -> str:
         f"squares with sides uniform in [2p, {s['hr_max_side']:g}p] + {s['hr_full_count']} at {s['hr_max_side']:g}p. "
         f"Phase 1 {s['phase1_kimg']:g} kimg; then (a) phase 1 continued or (b) phase 2, {s['phase2_kimg']:g} kimg; "
         f"batch {s['batch']}. Metrics on {s['eval_count']} patches / {s['whole_count']} whole images per column, "
-        f"×1e3, lower is better. Chosen (b) setting: **{chosen}** "
-        f"(lowest {results['selection']['metric']}-scale pSWD on seed {results['selection']['seed']}); "
-        f"its teacher distance: {results['teacher_distance'][chosen]}.\n",
+        f"×1e3, lower is better. (b) setting of the final table: **{final}** "
+        f"(the rule: lowest {results['selection']['metric']}-scale pSWD on seed {results['selection']['seed']}); "
+        f"its teacher distance: {results['teacher_distance'][final]}.{by_rule}\n",
         "## Final table\n",
         markdown(final_rows(results)),
         "\n\n## Consistency\n\nMean |render at s, Lanczos-reduced to p×p − the p×p image| in [-1, 1] "
@@ -280,6 +281,6 @@ def write(cfg: ExperimentSettings, results: dict, runs: dict[int, dict[str, Path
     plot(final_rows(results), cfg.out / "pswd.png")
     plot_trend(results, cfg.out / "trend.png")
     seed = min(runs)
-    chosen = ARMS_BY_NAME[results["selection"]["chosen"]].run_name
+    chosen = ARMS_BY_NAME[results["selection"]["final"]].run_name
     renders(cfg.p, {"lr_only": runs[seed]["lr_only"], chosen: runs[seed][chosen]}, cfg.out / "renders.png")
     print(body)

@@ -9,6 +9,8 @@ Protocol (fixed before any result was seen):
    trained to the full length). Its seed is reused in the final table, so that seed's numbers
    took part in the choice; the other seeds did not.
 3. For every seed in `seeds`: phase 1, (a) and the chosen (b); all metrics; mean ± half the range.
+   `final_arm` overrides the choice (the rule's pick is still reported), e.g. when its full-length
+   run cannot be afforded.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from anyres_data.settings import to_dict
 from anyres_model.checkpoint import load_generator
 from pipelines.experiment import arms, measure, report
-from pipelines.experiment.settings import ABLATIONS, BASE, AnyresArm, ExperimentSettings
+from pipelines.experiment.settings import ABLATIONS, ARMS_BY_NAME, BASE, AnyresArm, ExperimentSettings
 
 SELECTION_METRIC = "random"
 
@@ -173,6 +175,9 @@ def run(cfg: ExperimentSettings) -> Path:
         "scores": evaluator.scores(a_checkpoint, mode="upsample", seed=seed0),
     }
     chosen = choose(results, list(candidates), seed0)
+    if cfg.final_arm is not None:
+        chosen = ARMS_BY_NAME[cfg.final_arm]
+    results["selection"]["final"] = chosen.name
     if chosen is not BASE:  # an ablation chosen at a shorter length continues to the full one
         runs[seed0][chosen.run_name] = arms.train_anyres(cfg, sets, chosen, seed0)
     for seed in cfg.seeds:

@@ -31,6 +31,9 @@ class ExperimentSettings:
         "Phase-2 length of each ablation, compared with the base at the same length; None: phase2_kimg."
         " Must be a multiple of phase2_kimg / 4 (a trend checkpoint of the base).",
     )
+    final_arm: str | None = setting(
+        None, "(b) setting of the final table; None: the protocol's rule chooses (its pick is reported either way)."
+    )
     preset: Literal["tiny", "tiny64"] = setting("tiny64", "Generator size; tiny64 is p = 64, tiny p = 32.")
     lr_count: int = setting(2000, "Images in the LR set, each p×p.")
     hr_uniform_count: int = setting(50, "HR images with square sides uniform in [2p, hr_max_side·p].")
@@ -66,6 +69,10 @@ class ExperimentSettings:
         unknown = set(self.ablations) - {arm.name for arm in ABLATIONS}
         if unknown:
             raise ValueError(f"unknown ablations {sorted(unknown)}; choose from {[arm.name for arm in ABLATIONS]}")
+        if self.final_arm not in (None, BASE.name, *self.ablations):
+            raise ValueError(
+                f"final_arm must be None, {BASE.name!r} or one of the ablations run, got {self.final_arm!r}"
+            )
         if self.hr_max_side < 2:
             raise ValueError(f"hr_max_side must be ≥ 2 (HR patches are drawn at s ≥ 2p), got {self.hr_max_side}")
 
