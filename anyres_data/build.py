@@ -508,7 +508,9 @@ class _Runner:
                 finished(task(settings, index))
             return
         if self._client is None:
-            self._client = self._stack.enter_context(_dask_client(settings))
+            self._client = self._stack.enter_context(
+                dask_client(workers=settings.workers, scheduler=settings.scheduler)
+            )
         limit = 2 * max(1, sum(self._client.nthreads().values()))
         running = as_completed()
         shard_of: dict[str, int] = {}
@@ -534,14 +536,15 @@ class _Runner:
 
 
 @contextmanager
-def _dask_client(settings: BuildSettings) -> Iterator[Client]:
-    if settings.scheduler:
-        with Client(settings.scheduler) as client:
+def dask_client(*, workers: int, scheduler: str | None) -> Iterator[Client]:
+    """The build's engine: a client of the scheduler at `scheduler`, else of a LocalCluster of `workers` processes."""
+    if scheduler:
+        with Client(scheduler) as client:
             yield client
         return
     with (
         LocalCluster(
-            n_workers=settings.workers,
+            n_workers=workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,

@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 
 from anyres_data.build import BuildError, BuildSettings, EmptyBuildError, build
+from anyres_data.cache_build import CacheSettings, cache_command
 from anyres_data.contact_sheet import sample_command
 from anyres_data.dataset import load_info, read_manifest, size_table, summary_table
 from anyres_data.settings import typer_options
@@ -72,6 +73,7 @@ app.command("info")(info_command)
 app.command("verify")(verify_command)
 app.command("sample")(sample_command)
 app.command("stats")(stats_command)
+app.command("cache")(typer_options(CacheSettings, cache_command))
 
 
 def main() -> None:
