@@ -555,7 +555,9 @@ class _Runner:
                 finished(task(settings, index))
             return
         if self._client is None:
-            self._client = self._stack.enter_context(_dask_client(settings))
+            self._client = self._stack.enter_context(
+                dask_client(workers=settings.workers, scheduler=settings.scheduler)
+            )
             bokeh = importlib.util.find_spec("bokeh") is not None
             self.console.print(f"Dask dashboard: {self._client.dashboard_link}" + ("" if bokeh else " (needs bokeh)"))
         limit = 2 * max(1, sum(self._client.nthreads().values()))
@@ -580,13 +582,14 @@ class _Runner:
 
 
 @contextmanager
-def _dask_client(settings: BuildSettings) -> Iterator[Client]:
-    if settings.scheduler:
+def dask_client(*, workers: int | None, scheduler: str | None) -> Iterator[Client]:
+    """The build's engine: a client of the scheduler at `scheduler`, else of a LocalCluster of `workers` processes."""
+    if scheduler:
         try:
-            client = Client(settings.scheduler)
+            client = Client(scheduler)
         except OSError as err:
             raise ValueError(
-                f"cannot reach the Dask scheduler at {settings.scheduler} ({err}): start one there "
+                f"cannot reach the Dask scheduler at {scheduler} ({err}): start one there "
                 "(`dask scheduler`), or build without --scheduler"
             ) from None
         with client:
@@ -594,7 +597,7 @@ def _dask_client(settings: BuildSettings) -> Iterator[Client]:
         return
     with (
         LocalCluster(
-            n_workers=LOCAL_WORKERS if settings.workers is None else settings.workers,
+            n_workers=LOCAL_WORKERS if workers is None else workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",  # a free port (the default 8787 clashes with any other cluster)

@@ -16,14 +16,16 @@ no operation cache. Corrupt samples and unreadable shards are skipped, logged an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 import math
 import os
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+from urllib.parse import urlparse
 
 import numpy as np
 import pyvips
@@ -32,19 +34,21 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from anyres_data.cache import CacheIndex, CacheMismatch, cut_cached, find_cache, open_cache
 from anyres_data.filters import FilterSettings, check_decodable
-from anyres_data.patches import cut_patch
-from anyres_data.probe import check_complete, read_header
+from anyres_data.patches import Patch, cut_patch, render_patch, shrink_factor
+from anyres_data.probe import ImageHeader, check_complete, read_header
 from anyres_data.rejects import Rejected
-from anyres_data.sampling import ImageTooSmall, SamplerSettings, draw_spec, global_spec, worker_rng
+from anyres_data.sampling import DrawnSpec, ImageTooSmall, SamplerSettings, draw_spec, global_spec, worker_rng
 from anyres_data.settings import setting
-from anyres_data.shards import image_bytes, open_shard, resolve_shards
+from anyres_data.shards import WDS_SCHEMES, image_bytes, open_shard, resolve_shards
 from anyres_data.spec import PatchSpec, specs_to_tensor
 from anyres_data.vips import setup_vips_worker
 
 log = logging.getLogger(__name__)
 
 SKIP_REASONS = ("shard", "no_image", "unreadable", "too_small", "too_large")
+FALLBACK_REASONS = ("missing", "unreadable")  # why a patch was cut from the original instead of the cache
 MAX_SKIPS_IN_A_ROW = 1000  # then the data, not a few samples, is broken: stop instead of spinning forever
 # Shards that fail before any sample has arrived: then the URLs are wrong or the data is gone. Resampling
 # draws shards at random, so with half of them bad a false alarm has odds of 2^-32.
@@ -78,6 +82,16 @@ class LoaderSettings:
     shuffle_buffer: int = setting(1000, "Samples held per worker for shuffling; 0 keeps shard order.")
     prefetch: int = setting(2, "Batches each worker prepares ahead.")
     pin_memory: bool = setting(False, "Pin batches in page-locked memory (faster copies to a GPU).")
+    cache: str = setting(
+        "auto",
+        "Training cache (anyres-data cache): auto: the one recorded in the HR dataset's dataset.json, if any; "
+        "a cache folder or fsspec URL; none: always cut from the originals.",
+    )
+    patches_per_decode: int = setting(
+        1,
+        "HR patches cut from each decode of an original (k); k > 1 passes them through a shuffle buffer of "
+        "k × batch_size patches, so a batch rarely holds two of one image. Global samples are one per decode.",
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -86,6 +100,8 @@ class LoaderSettings:
             raise ValueError(f"workers must be ≥ 0, got {self.workers}")
         if self.epoch_samples is not None and self.epoch_samples < 1:
             raise ValueError(f"epoch_samples must be ≥ 1 or None, got {self.epoch_samples}")
+        if self.patches_per_decode < 1:
+            raise ValueError(f"patches_per_decode must be ≥ 1, got {self.patches_per_decode}")
 
 
 class PatchBatch(NamedTuple):
@@ -102,6 +118,7 @@ class PatchItem(NamedTuple):
     pixels: np.ndarray | None  # None only for items skipped by a fast-forward
     spec: PatchSpec
     key: str
+    pending: Callable[[], Patch] | None = None  # for a fast-forwarded item: cuts it, should it be needed after all
 
 
 def collate_patches(items: list[PatchItem]) -> PatchBatch:
@@ -137,6 +154,92 @@ class SkipCounts:
     def as_dict(self) -> dict[str, int]:
         with self._counts.get_lock():
             return dict(zip(SKIP_REASONS, self._counts[:], strict=True))
+
+
+class CacheFallbacks:
+    """Patches cut from the original because the cache could not serve them, by reason; shared by all workers."""
+
+    def __init__(self) -> None:
+        self._counts = torch.multiprocessing.get_context("spawn").Array("q", len(FALLBACK_REASONS))
+
+    def add(self, reason: str, key: str, error: BaseException) -> None:
+        with self._counts.get_lock():
+            self._counts[FALLBACK_REASONS.index(reason)] += 1
+            total = sum(self._counts[:])
+        if total <= 10 or total % 1000 == 0:  # the first ones, then a reminder: a missing cache is not an error
+            log.warning("cache %s for %s, cut from the original (%d so far): %s", reason, key, total, _describe(error))
+
+    def as_dict(self) -> dict[str, int]:
+        with self._counts.get_lock():
+            return dict(zip(FALLBACK_REASONS, self._counts[:], strict=True))
+
+
+def cut_sample(
+    data: bytes,
+    drawn: DrawnSpec,
+    *,
+    header: ImageHeader,
+    key: str,
+    cache: CacheIndex | None,
+    fallbacks: CacheFallbacks | None,
+) -> Patch:
+    """Cut `drawn` from the cache entry of `key` when there is one, else (counted in `fallbacks`) from `data`."""
+    if cache is not None and cache.format.wants(header.width, header.height):
+        try:
+            return cut_cached(cache.entry(key), drawn, width=header.width, height=header.height, ycbcr=cache.ycbcr)
+        except FileNotFoundError as error:
+            fallbacks.add("missing", key, error)
+        except (pyvips.Error, CacheMismatch, OSError) as error:
+            fallbacks.add("unreadable", key, error)
+    return cut_patch(data, drawn, header=header)
+
+
+def cut_several(
+    data: bytes,
+    drawn: list[DrawnSpec],
+    *,
+    header: ImageHeader,
+    key: str,
+    cache: CacheIndex | None,
+    fallbacks: CacheFallbacks | None,
+) -> list[Patch]:
+    """Several patches (not global samples) of one image: from the cache, else from a single decode of `data`.
+
+    The decode is shrunk on load by the smallest factor any of the patches allows, held in memory, and
+    each patch is rendered from it as `cut_patch` would (at a finer shrink, so at least as exact).
+    """
+    if cache is not None and cache.format.wants(header.width, header.height):
+        try:
+            return [
+                cut_cached(cache.entry(key), d, width=header.width, height=header.height, ycbcr=cache.ycbcr)
+                for d in drawn
+            ]
+        except FileNotFoundError as error:
+            fallbacks.add("missing", key, error)
+        except (pyvips.Error, CacheMismatch, OSError) as error:
+            fallbacks.add("unreadable", key, error)
+    k = min(shrink_factor(d.square.m / d.spec.s) for d in drawn) if header.format == "jpg" else 1
+    image = pyvips.Image.new_from_buffer(data, "", fail_on="error", **({"shrink": k} if k > 1 else {}))
+    image = image.copy_memory()
+    full = (header.stored_width, header.stored_height)
+    return [render_patch(image, d, k=k, orientation=header.orientation, full_size=full) for d in drawn]
+
+
+def _one_of(data: bytes, group: list[DrawnSpec], i: int, where: dict[str, Any]) -> Patch:
+    return cut_several(data, group, **where)[i]
+
+
+def _materialise(items: Iterator[PatchItem], skips: SkipCounts) -> Iterator[PatchItem]:
+    """Cut the fast-forwarded items that a shuffle buffer held past the fast-forward (see `make_loader`)."""
+    for item in items:
+        if item.pixels is None and item.pending is not None:
+            try:
+                patch = item.pending()
+            except (pyvips.Error, ValueError) as error:
+                skips.add("unreadable", item.key, error)
+                continue
+            item = PatchItem(patch.pixels, patch.spec, item.key)
+        yield item
 
 
 def _from_expander(error: BaseException) -> bool:
@@ -229,8 +332,13 @@ def _cut(
     rng: np.random.Generator,
     skips: SkipCounts,
     fast_forward: FastForward,
+    cache: CacheIndex | None = None,
+    fallbacks: CacheFallbacks | None = None,
+    per_decode: int = 1,
 ) -> Iterator[PatchItem]:
     """Samples → patches (or, with `whole`, global samples); bad samples are counted and skipped.
+
+    `per_decode` > 1 (patches only, `whole` False) cuts that many patches from each sample, one decode.
 
     `whole` may be an iterator of flags, one per *yielded* item (a skipped sample does not use one),
     so that runs of flags line up with batches.
@@ -251,13 +359,23 @@ def _cut(
             check_decodable(header, max_pixels=LIMITS.max_pixels, max_decode_bytes=LIMITS.max_decode_bytes)
             check_complete(data, header)  # a cut reads only part of the image: a missing end is found here
             drawn = draw(width=header.width, height=header.height, settings=sampler, rng=rng)
+            group = [drawn] + [
+                draw(width=header.width, height=header.height, settings=sampler, rng=rng) for _ in range(per_decode - 1)
+            ]
+            where = dict(header=header, key=key, cache=cache, fallbacks=fallbacks)
             if fast_forward.left > 0:
-                fast_forward.left -= 1
-                yield PatchItem(None, drawn.spec, key)
+                fast_forward.left = max(0, fast_forward.left - len(group))
+                for i, d in enumerate(group):
+                    pending = (
+                        functools.partial(cut_sample, data, d, **where)
+                        if per_decode == 1
+                        else functools.partial(_one_of, data, group, i, where)
+                    )
+                    yield PatchItem(None, d.spec, key, pending)
                 if flags is not None:
                     draw = global_spec if next(flags) else draw_spec
                 continue
-            patch = cut_patch(data, drawn, header=header)
+            patches = [cut_sample(data, drawn, **where)] if per_decode == 1 else cut_several(data, group, **where)
         except (LookupError, Rejected, pyvips.Error, ValueError) as error:
             reason = "no_image" if data is None else "too_small" if isinstance(error, ImageTooSmall) else "unreadable"
             if isinstance(error, Rejected) and error.reason in ("too_many_pixels", "too_large_to_decode"):
@@ -268,7 +386,8 @@ def _cut(
                 raise RuntimeError(f"{in_a_row} samples in a row were skipped (last: {key}, {reason})") from error
             continue
         in_a_row = 0
-        yield PatchItem(patch.pixels, patch.spec, key)
+        for patch in patches:
+            yield PatchItem(patch.pixels, patch.spec, key)
         if flags is not None:
             draw = global_spec if next(flags) else draw_spec
 
@@ -329,7 +448,10 @@ class PatchStream(IterableDataset):
         epoch: int,
         skips: SkipCounts,
         start_batch: int,
+        cache: CacheIndex | None = None,
+        fallbacks: CacheFallbacks | None = None,
     ) -> None:
+        self.cache, self.fallbacks = cache, fallbacks
         self.settings, self.sampler = settings, sampler
         self.hr_urls, self.lr_urls = hr_urls, lr_urls
         self.rank, self.world_size, self.epoch = rank, world_size, epoch
@@ -362,13 +484,39 @@ class PatchStream(IterableDataset):
         skip = self.start_batch if self._passes == 1 else 0
         fast_forward = FastForward(max(0, -(-(skip - worker) // workers)) * self.settings.batch_size)
 
-        def cut(urls: list[str], *, whole, stream: int, settings: SamplerSettings) -> Iterator[PatchItem]:
+        def cut(
+            urls: list[str], *, whole, stream: int, settings: SamplerSettings, per_decode: int = 1
+        ) -> Iterator[PatchItem]:
             samples = self._samples(urls, worker=worker, epoch=epoch, stream=stream)
-            return _cut(samples, sampler=settings, whole=whole, rng=rng, skips=self.skips, fast_forward=fast_forward)
+            return _cut(
+                samples,
+                sampler=settings,
+                whole=whole,
+                rng=rng,
+                skips=self.skips,
+                fast_forward=fast_forward,
+                cache=self.cache if urls is self.hr_urls else None,
+                fallbacks=self.fallbacks,
+                per_decode=per_decode,
+            )
 
         s = self.settings
         patch_only = dataclasses.replace(sampler, global_prob=0.0)
-        if not self.lr_urls and (gp in (0, 1) or sampler.global_mixing == "element"):
+        k = s.patches_per_decode
+        if k > 1 and gp < 1:
+            # k patches per decode, mixed through a buffer of k batches' worth; global samples one per decode
+            seed = int(np.random.SeedSequence([s.seed, self.rank, worker, epoch, 2]).generate_state(1)[0])
+            amortised = cut(self.hr_urls, whole=False, stream=0, settings=patch_only, per_decode=k)
+            patches = wds.shuffle(k * s.batch_size, initial=k * s.batch_size, seed=seed)(amortised)
+            if gp == 0:
+                items = patches
+            else:
+                globals_ = cut(self.lr_urls or self.hr_urls, whole=True, stream=1, settings=sampler)
+                if sampler.global_mixing == "batch":
+                    items = _mix_batches(patches, globals_, prob_global=gp, batch_size=s.batch_size, rng=rng)
+                else:
+                    items = _mix(patches, globals_, prob_global=gp, rng=rng)
+        elif not self.lr_urls and (gp in (0, 1) or sampler.global_mixing == "element"):
             items = cut(self.hr_urls, whole=False, stream=0, settings=sampler)  # draw_spec decides per element
         elif not self.lr_urls:  # HR squares are the global samples, whole batches of them
             flags = _batch_flags(prob_global=gp, batch_size=s.batch_size, rng=rng)
@@ -385,6 +533,7 @@ class PatchStream(IterableDataset):
         skipped_batches = fast_forward.left // s.batch_size
         for _ in itertools.islice(items, fast_forward.left):
             pass
+        items = _materialise(items, self.skips)
         batches = wds.batched(s.batch_size, collation_fn=collate_patches, partial=not s.resampled)(items)
         if s.epoch_samples is not None:
             per_worker = math.ceil(s.epoch_samples / (self.world_size * workers * s.batch_size))
@@ -395,9 +544,10 @@ class PatchStream(IterableDataset):
 class PatchLoader:
     """Iterable of PatchBatch over a spawned DataLoader; `skipped()` reports what was skipped so far."""
 
-    def __init__(self, dataloader: DataLoader, skips: SkipCounts) -> None:
+    def __init__(self, dataloader: DataLoader, skips: SkipCounts, fallbacks: CacheFallbacks | None = None) -> None:
         self.dataloader = dataloader
         self._skips = skips
+        self._fallbacks = fallbacks or CacheFallbacks()
 
     def __iter__(self) -> Iterator[PatchBatch]:
         """The batches of one epoch. Raises RuntimeError, naming the first failure, when there are none
@@ -415,6 +565,10 @@ class PatchLoader:
     def skipped(self) -> dict[str, int]:
         """Samples (or shards, under "shard") skipped so far by reason, over all workers."""
         return self._skips.as_dict()
+
+    def cache_fallbacks(self) -> dict[str, int]:
+        """HR patches cut from the original because the cache entry was missing or unreadable, over all workers."""
+        return self._fallbacks.as_dict()
 
 
 def rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -469,7 +623,7 @@ def make_loader(
                     f"{name}: {len(urls)} shard(s) for {world_size} rank(s) × {max(settings.workers, 1)} worker(s): "
                     "some would get no data; use resampled=True, fewer workers, or more (smaller) shards"
                 )
-    skips = SkipCounts()
+    skips, fallbacks = SkipCounts(), CacheFallbacks()
     stream = PatchStream(
         settings=settings,
         sampler=sampler,
@@ -480,11 +634,28 @@ def make_loader(
         epoch=epoch,
         skips=skips,
         start_batch=start_batch,
+        cache=resolve_cache(settings) if needs_hr else None,
+        fallbacks=fallbacks,
     )
-    return spawned_loader(stream, settings, skips)
+    return spawned_loader(stream, settings, skips, fallbacks)
 
 
-def spawned_loader(stream: IterableDataset, settings: LoaderSettings, skips: SkipCounts) -> PatchLoader:
+def resolve_cache(settings: LoaderSettings) -> CacheIndex | None:
+    """The cache the HR patches come from: `settings.cache` resolved ("auto": the HR dataset's, if it has one).
+
+    Raises ValueError for a named cache that is not there.
+    """
+    if settings.cache == "none":
+        return None
+    if settings.cache != "auto":
+        return open_cache(settings.cache)
+    parts = [part.strip() for part in settings.hr.split("::") if part.strip()]
+    return find_cache(parts[0]) if len(parts) == 1 and urlparse(parts[0]).scheme not in WDS_SCHEMES else None
+
+
+def spawned_loader(
+    stream: IterableDataset, settings: LoaderSettings, skips: SkipCounts, fallbacks: CacheFallbacks | None = None
+) -> PatchLoader:
     """A DataLoader over a per-worker stream: spawned workers (never forked) with one libvips thread each."""
     workers = settings.workers
     dataloader = DataLoader(
@@ -497,4 +668,4 @@ def spawned_loader(stream: IterableDataset, settings: LoaderSettings, skips: Ski
         prefetch_factor=settings.prefetch if workers > 0 else None,
         pin_memory=settings.pin_memory,
     )
-    return PatchLoader(dataloader, skips)
+    return PatchLoader(dataloader, skips, fallbacks)

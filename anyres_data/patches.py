@@ -21,6 +21,7 @@ converted to sRGB, 16-bit reduced to 8, grey and palette expanded, alpha flatten
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -123,13 +124,13 @@ def prepare_for_resampling(image: pyvips.Image) -> pyvips.Image:
     return image
 
 
-def _crop_displayed(image: pyvips.Image, *, header: ImageHeader, x: tuple[int, int], y: tuple[int, int]):
+def _crop_displayed(image: pyvips.Image, *, orientation: int, x: tuple[int, int], y: tuple[int, int]):
     """Cut displayed-pixel ranges x = (start, stop), y = (start, stop) of a (shrunk) image, in display orientation.
 
     Ranges are clipped to the image; the returned (pad_x, pad_y) say how many pixels are missing
     before each range (to be replicated). Rotation works on the cut region only, in memory.
     """
-    axes = _ORIENTATION_AXES[header.orientation]
+    axes = _ORIENTATION_AXES[orientation]
     stored_size = (image.width, image.height)
     stored = [(0, 0), (0, 0)]
     pads = []
@@ -142,7 +143,7 @@ def _crop_displayed(image: pyvips.Image, *, header: ImageHeader, x: tuple[int, i
         stored[src] = (size - hi, size - lo) if flipped else (lo, hi)
     (sx0, sx1), (sy0, sy1) = stored
     region = image.crop(sx0, sy0, sx1 - sx0, sy1 - sy0)
-    if header.orientation != 1:
+    if orientation != 1:
         region = region.copy_memory().autorot()
     return region, pads
 
@@ -165,14 +166,41 @@ def cut_patch(data: bytes, drawn: DrawnSpec, *, header: ImageHeader | None = Non
     if f < 1:
         if not drawn.is_global:
             raise ValueError(f"patch at s = {spec.s} from a square of side {square.m} would need upsampling")
-        return _upsample_global(data, square=square, p=spec.p, header=header)
+        image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
+        return upsample_global(image, square=square, p=spec.p, orientation=header.orientation)
     k = shrink_factor(f) if header.format == "jpg" else 1
     options = {"shrink": k} if k > 1 else {}
     image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error", **options)
+    return render_patch(
+        image, drawn, k=k, orientation=header.orientation, full_size=(header.stored_width, header.stored_height)
+    )
+
+
+def render_patch(
+    image: pyvips.Image,
+    drawn: DrawnSpec,
+    *,
+    k: int,
+    orientation: int = 1,
+    full_size: tuple[int, int] | None = None,
+    between: Callable[[pyvips.Image], pyvips.Image] | None = None,
+) -> Patch:
+    """Render `drawn.spec` (f = m / s ≥ 1) from `image`, the stored image shrunk by k, as a Patch.
+
+    Pixel i of `image` covers stored pixels [k·i, k·(i+1)) (JPEG shrink-on-load, or a level of a
+    pyramid halved `log2 k` times). `orientation` is the EXIF orientation to apply (1 for an image
+    stored as displayed), `full_size` the stored (width, height) before shrinking (default: k × the
+    image's). Only the region under the patch plus the lanczos3 support is read from `image`.
+    `between`, for an image stored in another colour space: the region is reduced horizontally in
+    float and `between` turns it into 8-bit sRGB before the vertical pass (where Pillow rounds and
+    clips its RGB intermediate).
+    """
+    square, spec = drawn.square, drawn.spec
+    f = square.m / spec.s
     r = f / k
     left, top, _, _ = spec.box(square.m)
-    axes = _ORIENTATION_AXES[header.orientation]
-    full = (header.stored_width, header.stored_height)
+    axes = _ORIENTATION_AXES[orientation]
+    full = full_size or (image.width * k, image.height * k)
     shrunk = (image.width, image.height)
     plans = []
     for origin, start, (src, flipped) in ((square.ox, left, axes[0]), (square.oy, top, axes[1])):
@@ -181,13 +209,17 @@ def cut_patch(data: bytes, drawn: DrawnSpec, *, header: ImageHeader | None = Non
         plans.append(_plan_axis(target=(origin + start) / k + 0.5 * r, r=r, p=spec.p, offset=offset))
     px, py = plans
     region, (pad_x, pad_y) = _crop_displayed(
-        image, header=header, x=(px.start, px.start + px.size), y=(py.start, py.start + py.size)
+        image, orientation=orientation, x=(px.start, px.start + px.size), y=(py.start, py.start + py.size)
     )
     if region.width != px.size or region.height != py.size:
         region = region.embed(pad_x, pad_y, px.size, py.size, extend="copy")
-    region = prepare_for_resampling(region)
+    region = prepare_for_resampling(region) if between is None else region.cast("float")
     if r != 1:
-        region = region.reduceh(r, kernel="lanczos3").reducev(r, kernel="lanczos3")
+        region = region.reduceh(r, kernel="lanczos3")
+    if between is not None:
+        region = between(region)
+    if r != 1:
+        region = region.reducev(r, kernel="lanczos3")
     assert (region.width, region.height) == (int(px.size / r + 0.5), int(py.size / r + 0.5)), "libvips reduce size"
     pixels = to_srgb8(region.crop(MARGIN_PIXELS, MARGIN_PIXELS, spec.p, spec.p)).numpy()
     real = PatchSpec(
@@ -199,11 +231,10 @@ def cut_patch(data: bytes, drawn: DrawnSpec, *, header: ImageHeader | None = Non
     return Patch(pixels, real, square)
 
 
-def _upsample_global(data: bytes, *, square: Square, p: int, header: ImageHeader) -> Patch:
-    """A square smaller than p rendered at p×p: bicubic interpolation, pixel centres aligned exactly."""
-    image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
+def upsample_global(image: pyvips.Image, *, square: Square, p: int, orientation: int = 1) -> Patch:
+    """A square smaller than p of the (unshrunk) stored image rendered at p×p: bicubic, pixel centres aligned."""
     region, _ = _crop_displayed(
-        image, header=header, x=(square.ox, square.ox + square.m), y=(square.oy, square.oy + square.m)
+        image, orientation=orientation, x=(square.ox, square.ox + square.m), y=(square.oy, square.oy + square.m)
     )
     region = prepare_for_resampling(region)
     f = square.m / p

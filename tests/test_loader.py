@@ -169,7 +169,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / np.mean((a - b)[4:-4, 4:-4] ** 2)))
 
 
-def test_training_patches_show_the_ground_truth_at_their_specs(tmp_path):
+@pytest.mark.parametrize("per_decode", [1, 3])
+def test_training_patches_show_the_ground_truth_at_their_specs(tmp_path, per_decode):
     """End to end (shards → loader → sampler → batch): each patch is the scene at its spec.
 
     Demo landscapes exist at every resolution, so the truth of a spec is a large render cut with
@@ -183,7 +184,9 @@ def test_training_patches_show_the_ground_truth_at_their_specs(tmp_path):
     sides = {3: 96, 4: 160, 5: 256}
     samples = [{"__key__": f"d{seed}", "png": demo_bytes(f"demo://{seed}/{n}x{n}.png")} for seed, n in sides.items()]
     write_shard(tmp_path / "shards" / "demo-000000.tar", samples)
-    settings = LoaderSettings(hr=str(tmp_path), batch_size=3, workers=0, seed=1, shuffle_buffer=0)
+    settings = LoaderSettings(
+        hr=str(tmp_path), batch_size=3, workers=0, seed=1, shuffle_buffer=0, patches_per_decode=per_decode
+    )
     checked = 0
     for batch in itertools.islice(make_loader(settings, SamplerSettings(p=P, global_prob=0.3)), 4):
         for image, spec, key in zip(batch.images, tensor_to_specs(batch.specs), batch.keys, strict=True):

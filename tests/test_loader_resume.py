@@ -29,9 +29,13 @@ def shards(tmp_path_factory):
     return str(out)
 
 
-@pytest.mark.parametrize(("workers", "mixing"), [(0, "batch"), (0, "element"), (2, "batch")])
-def test_start_batch_resumes_the_stream_exactly(shards, workers, mixing):
-    settings = LoaderSettings(hr=shards, batch_size=3, workers=workers, seed=5, shuffle_buffer=6)
+@pytest.mark.parametrize(
+    ("workers", "mixing", "per_decode"), [(0, "batch", 1), (0, "element", 1), (2, "batch", 1), (0, "batch", 3)]
+)
+def test_start_batch_resumes_the_stream_exactly(shards, workers, mixing, per_decode):
+    settings = LoaderSettings(
+        hr=shards, batch_size=3, workers=workers, seed=5, shuffle_buffer=6, patches_per_decode=per_decode
+    )
     sampler = SamplerSettings(p=32, global_prob=0.3, global_mixing=mixing, scale_max=1.0)
     full = list(itertools.islice(make_loader(settings, sampler, rank=0, world_size=1), 7))
     resumed = list(itertools.islice(make_loader(settings, sampler, rank=0, world_size=1, start_batch=4), 3))

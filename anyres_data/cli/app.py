@@ -6,6 +6,8 @@ import typer
 from rich.console import Console
 
 from anyres_data.build import BuildError, BuildSettings, EmptyBuildError, build
+from anyres_data.cache_build import CacheSettings
+from anyres_data.cli.cache import cache_command
 from anyres_data.cli.errors import fail, user_errors
 from anyres_data.cli.export import export_command
 from anyres_data.cli.flags import typer_options
@@ -66,6 +68,7 @@ app.command("verify")(verify_command)
 app.command("sample")(sample_command)
 app.command("stats")(stats_command)
 app.command("export")(export_command)
+app.command("cache")(typer_options(CacheSettings, cache_command))
 
 
 def main() -> None:
