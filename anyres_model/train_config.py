@@ -14,6 +14,8 @@ from anyres_model.evaluate import EvalSettings
 from anyres_model.networks.config import DiscriminatorConfig, GeneratorConfig
 from anyres_model.networks.presets import preset as preset_configs
 
+DEFAULT_P = 32  # the default preset's (tiny) patch size; another preset moves it unless --p is given
+
 Phase = Literal["global", "patch"]
 
 
@@ -30,7 +32,7 @@ class TrainConfig:
     preset: Literal["tiny", "tiny64", "small", "paper"] = setting(
         "tiny",
         "Model size: tiny (p = 32, CPU), tiny64 (p = 64, narrow, CPU experiments), small (p = 64), "
-        "paper (p = 256). --p must equal its patch size.",
+        "paper (p = 256). The patch size --p follows it unless another is given (then they must agree).",
     )
     conv_kernel: int | None = setting(
         None,
@@ -96,11 +98,15 @@ class TrainConfig:
         LoaderSettings(), "Training data: HR and LR shards, batch, workers, seed.", cli_prefix=""
     )
     sampler: SamplerSettings = setting(
-        SamplerSettings(p=32), "How real patches are drawn (phase 2; phase 1 uses global samples only).", cli_prefix=""
+        SamplerSettings(p=DEFAULT_P),
+        "How real patches are drawn (phase 2; phase 1 uses global samples only).",
+        cli_prefix="",
     )
 
     def __post_init__(self) -> None:
         patch_size = preset_configs(self.preset)[0].patch_size
+        if self.sampler.p == DEFAULT_P and patch_size != DEFAULT_P:  # left at the default: follow the preset
+            object.__setattr__(self, "sampler", dataclasses.replace(self.sampler, p=patch_size))
         if self.sampler.p != patch_size:
             raise ValueError(f"--p is {self.sampler.p} but preset {self.preset!r} renders {patch_size}² patches")
         if self.total_kimg <= 0:

@@ -176,6 +176,11 @@ def test_config_checks_patch_size_and_lpips():
     with pytest.raises(ValueError, match="--lpips"):
         from_dict(TrainConfig, {"lpips": "/nonexistent/alexnet.pth"})
     assert from_dict(TrainConfig, {"preset": "small", "sampler": {"p": 64}}).gamma == pytest.approx(2 * (64 / 256) ** 2)
+    # the patch size follows the preset unless another is given
+    assert from_dict(TrainConfig, {"preset": "small"}).sampler.p == 64
+    assert from_dict(TrainConfig, {"preset": "paper", "sampler": {"scale_max": 1.0}}).sampler.p == 256
+    with pytest.raises(ValueError, match="preset 'paper'"):
+        from_dict(TrainConfig, {"preset": "paper", "sampler": {"p": 64}})
     with pytest.raises(ValueError, match="conv_kernel"):
         from_dict(TrainConfig, {"conv_kernel": 2})
     g_cfg, _ = from_dict(TrainConfig, {"conv_kernel": 1}).network_configs()
