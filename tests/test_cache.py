@@ -26,7 +26,7 @@ from anyres_data.probe import read_header
 from anyres_data.sampling import SamplerSettings, draw_spec
 from anyres_data.spec import PatchSpec
 from tests.support.photos import encode, structured_image
-from tests.test_patches import BAR_DB, make_case, psnr, reference
+from tests.test_patches import BAR_DB, assert_lies_where_drawn, make_case, psnr, reference
 
 FORMATS = {
     "jpeg95-ycbcr": CacheFormat(),  # the default
@@ -60,11 +60,8 @@ def test_cached_patches_match_pillow_lanczos_of_the_original(tmp_path, kind, fmt
             assert patch.pixels.shape == (48, 48, 3) and patch.pixels.dtype == np.uint8
             assert patch.square == drawn.square and patch.spec.s == drawn.spec.s
             f = drawn.square.m / drawn.spec.s
-            if f >= 1:  # where the patch really lies: within a quarter of a level pixel (half below 2×)
-                k = 2 ** level_for(f, levels=99)
-                tolerance = (0.25 if f / k >= 2 else 0.5) * k / f + 1e-9
-                assert abs(patch.spec.x0 - drawn.spec.x0) <= tolerance
-                assert abs(patch.spec.y0 - drawn.spec.y0) <= tolerance
+            if f >= 1:  # where the patch really lies, in pixels of the pyramid level read
+                assert_lies_where_drawn(patch, drawn, k=2 ** level_for(f, levels=99))
             value = psnr(patch.pixels, reference(full, patch))
             assert value >= BAR_DB, f"{kind} {fmt}: {value:.1f} dB for {drawn} (real {patch.spec})"
             worst = min(worst, value)

@@ -24,6 +24,17 @@ from anyres_data.spec import PatchSpec
 from tests.support.photos import encode, jpeg_with_orientation, png16, structured_image
 
 BAR_DB = 40.0
+
+
+def assert_lies_where_drawn(patch: Patch, drawn: DrawnSpec, *, k: int) -> None:
+    """The reported spec is where the patch really lies: within a quarter of a source pixel (of the
+    image shrunk k×) when reduce has at least 2 of them per output pixel, else within a half."""
+    f = drawn.square.m / drawn.spec.s
+    tolerance = (0.25 if f / k >= 2 else 0.5) * k / f + 1e-9
+    assert abs(patch.spec.x0 - drawn.spec.x0) <= tolerance
+    assert abs(patch.spec.y0 - drawn.spec.y0) <= tolerance
+
+
 BORDER = 4
 PAD = 32  # reference images are edge-padded so that boxes reaching past the image read replicated pixels
 
@@ -124,14 +135,9 @@ def test_patches_match_pillow_lanczos_of_whole_image(kind):
             patch = cut_patch(data, drawn, header=header)
             assert patch.pixels.shape == (48, 48, 3) and patch.pixels.dtype == np.uint8
             assert patch.square == drawn.square
-            # the reported spec is the drawn one moved by at most half a (shrunk) source pixel,
-            # a quarter when reduce has at least 2 source pixels per output pixel
-            f = drawn.square.m / drawn.spec.s
-            k = shrink_factor(f) if header.format == "jpg" else 1
-            tolerance = (0.25 if f / k >= 2 else 0.5) * k / f + 1e-9
+            f = drawn.square.m / drawn.spec.s  # JPEGs shrink on load by shrink_factor(f)
             assert patch.spec.s == drawn.spec.s and patch.spec.p == drawn.spec.p
-            assert abs(patch.spec.x0 - drawn.spec.x0) <= tolerance
-            assert abs(patch.spec.y0 - drawn.spec.y0) <= tolerance
+            assert_lies_where_drawn(patch, drawn, k=shrink_factor(f) if header.format == "jpg" else 1)
             value = psnr(patch.pixels, reference(full, patch))
             assert value >= BAR_DB, f"{kind}: {value:.1f} dB for {drawn} (real {patch.spec})"
             worst = min(worst, value)
