@@ -184,14 +184,31 @@ def cut_sample(
     fallbacks: CacheFallbacks | None,
 ) -> Patch:
     """Cut `drawn` from the cache entry of `key` when there is one, else (counted in `fallbacks`) from `data`."""
-    if cache is not None and cache.format.wants(header.width, header.height):
-        try:
-            return cut_cached(cache.entry(key), drawn, width=header.width, height=header.height, ycbcr=cache.ycbcr)
-        except FileNotFoundError as error:
-            fallbacks.add("missing", key, error)
-        except (pyvips.Error, CacheMismatch, OSError) as error:
-            fallbacks.add("unreadable", key, error)
-    return cut_patch(data, drawn, header=header)
+    cached = _from_cache([drawn], header=header, key=key, cache=cache, fallbacks=fallbacks)
+    return cached[0] if cached is not None else cut_patch(data, drawn, header=header)
+
+
+def _from_cache(
+    drawn: list[DrawnSpec],
+    *,
+    header: ImageHeader,
+    key: str,
+    cache: CacheIndex | None,
+    fallbacks: CacheFallbacks | None,
+) -> list[Patch] | None:
+    """The patches from the cache entry of `key`; None (a fallback counted, unless the cache leaves this
+    image out) when there is no cache, the entry is missing or it cannot be read."""
+    if cache is None or not cache.format.wants(header.width, header.height):
+        return None
+    try:
+        return [
+            cut_cached(cache.entry(key), d, width=header.width, height=header.height, ycbcr=cache.ycbcr) for d in drawn
+        ]
+    except FileNotFoundError as error:
+        fallbacks.add("missing", key, error)
+    except (pyvips.Error, CacheMismatch, OSError) as error:
+        fallbacks.add("unreadable", key, error)
+    return None
 
 
 def cut_several(
@@ -208,16 +225,9 @@ def cut_several(
     The decode is shrunk on load by the smallest factor any of the patches allows, held in memory, and
     each patch is rendered from it as `cut_patch` would (at a finer shrink, so at least as exact).
     """
-    if cache is not None and cache.format.wants(header.width, header.height):
-        try:
-            return [
-                cut_cached(cache.entry(key), d, width=header.width, height=header.height, ycbcr=cache.ycbcr)
-                for d in drawn
-            ]
-        except FileNotFoundError as error:
-            fallbacks.add("missing", key, error)
-        except (pyvips.Error, CacheMismatch, OSError) as error:
-            fallbacks.add("unreadable", key, error)
+    cached = _from_cache(drawn, header=header, key=key, cache=cache, fallbacks=fallbacks)
+    if cached is not None:
+        return cached
     k = min(shrink_factor(d.square.m / d.spec.s) for d in drawn) if header.format == "jpg" else 1
     image = pyvips.Image.new_from_buffer(data, "", fail_on="error", **({"shrink": k} if k > 1 else {}))
     image = image.copy_memory()
