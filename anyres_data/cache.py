@@ -58,7 +58,7 @@ class CacheFormat:
         "tile compression: jpeg (lossy; libvips stores YCbCr 4:2:0 below Q 90, RGB 4:4:4 from Q 90), webp "
         "(lossy, 4:2:0), or lossless deflate, zstd, lzw, none",
     )
-    quality: int = setting(95, "quality of jpeg and webp tiles, 1-100")
+    quality: int = setting(93, "quality of jpeg and webp tiles, 1-100")
     colour: Literal["auto", "ycbcr", "rgb"] = setting(
         "auto",
         "what the 3 bands hold: ycbcr (full-range JFIF YCbCr, converted by anyres itself: 4:4:4 JPEG tiles "
@@ -66,7 +66,7 @@ class CacheFormat:
         "transform, or a lossless compression) or rgb (sRGB, readable by any TIFF reader); auto: ycbcr where "
         "it can be, else rgb",
     )
-    tile: int = setting(256, "tile side in pixels (a multiple of 16)")
+    tile: int = setting(128, "tile side in pixels (a multiple of 16)")
     min_side: int = setting(0, "cache only images whose shorter displayed side is at least this many pixels")
 
     def __post_init__(self) -> None:
@@ -172,15 +172,14 @@ def _open_page(url: str, page: int, reader: _Reader | None) -> pyvips.Image:
 
 
 def ycbcr_to_srgb8(image: pyvips.Image) -> pyvips.Image:
-    """Float full-range YCbCr → 8-bit sRGB, rounded and clipped (as Pillow's intermediate between passes)."""
+    """Full-range YCbCr → 8-bit sRGB, rounded and clipped, as a JPEG decoder hands Pillow its pixels.
+
+    libvips evaluates it lazily: on a level, only the region a patch reads is converted, and the
+    Lanczos passes then run on 8 bits, as `cut_patch` runs them on a decoded original (a float
+    pass costs as much again).
+    """
     rgb = image.linear(1, [0, -128, -128]).recomb(_FROM_YCBCR.tolist()).linear(1, 0.5)
     return rgb.cast("uchar").copy(interpretation="srgb")  # cast truncates and clips to 0..255
-
-
-def from_ycbcr(pixels: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 full-range YCbCr → (..., 3) uint8 RGB, rounded."""
-    rgb = (pixels.astype(np.float32) - np.array([0, 128, 128], np.float32)) @ _FROM_YCBCR.T.astype(np.float32)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
 def cut_cached(
@@ -190,8 +189,7 @@ def cut_cached(
 
     The same patch, at the same real spec convention, as `cut_patch` on the original: the square is
     in displayed pixels, the returned spec says where the patch really lies. `ycbcr`: the entry
-    holds YCbCr (`CacheFormat.ycbcr`); the p×p result is converted to RGB (a linear map: it commutes
-    with the Lanczos step). Local entries are
+    holds YCbCr (`CacheFormat.ycbcr`), turned into 8-bit RGB before resampling. Local entries are
     opened by path; any other fsspec URL is read by range through a pyvips custom source. Raises
     FileNotFoundError for a missing entry, CacheMismatch for an entry of another size, pyvips.Error
     when it does not decode.
@@ -208,15 +206,14 @@ def cut_cached(
         square, spec = drawn.square, drawn.spec
         f = square.m / spec.s
         if f < 1:
-            patch = upsample_global(top, square=square, p=spec.p)
-            return patch._replace(pixels=from_ycbcr(patch.pixels)) if ycbcr else patch
+            return upsample_global(ycbcr_to_srgb8(top) if ycbcr else top, square=square, p=spec.p)
         levels = top.get("n-pages") if top.get_typeof("n-pages") else 1
         level = level_for(f, levels, headroom)
         image = top if level == 0 else _open_page(path if local else url, level, reader)
         k = 2**level
         if (image.width, image.height) != (width // k, height // k):
             raise CacheMismatch(f"{url}: level {level} is {image.width}×{image.height}, not a halving of level 0")
-        return render_patch(image, drawn, k=k, between=ycbcr_to_srgb8 if ycbcr else None)
+        return render_patch(ycbcr_to_srgb8(image) if ycbcr else image, drawn, k=k)
     finally:
         if reader is not None:
             reader.close()

@@ -21,7 +21,6 @@ converted to sRGB, 16-bit reduced to 8, grey and palette expanded, alpha flatten
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -183,7 +182,6 @@ def render_patch(
     k: int,
     orientation: int = 1,
     full_size: tuple[int, int] | None = None,
-    between: Callable[[pyvips.Image], pyvips.Image] | None = None,
 ) -> Patch:
     """Render `drawn.spec` (f = m / s ≥ 1) from `image`, the stored image shrunk by k, as a Patch.
 
@@ -213,13 +211,9 @@ def render_patch(
     )
     if region.width != px.size or region.height != py.size:
         region = region.embed(pad_x, pad_y, px.size, py.size, extend="copy")
-    region = prepare_for_resampling(region) if between is None else region.cast("float")
+    region = prepare_for_resampling(region)
     if r != 1:
-        region = region.reduceh(r, kernel="lanczos3")
-    if between is not None:
-        region = between(region)
-    if r != 1:
-        region = region.reducev(r, kernel="lanczos3")
+        region = region.reduceh(r, kernel="lanczos3").reducev(r, kernel="lanczos3")
     assert (region.width, region.height) == (int(px.size / r + 0.5), int(py.size / r + 0.5)), "libvips reduce size"
     pixels = to_srgb8(region.crop(MARGIN_PIXELS, MARGIN_PIXELS, spec.p, spec.p)).numpy()
     real = PatchSpec(
