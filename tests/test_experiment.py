@@ -11,7 +11,7 @@ import torch
 from anyres_data.settings import from_dict
 from anyres_data.sources.demo import render_demo
 from pipelines.experiment import data, measure
-from pipelines.experiment.diagnostics import scale_branch_ablation
+from pipelines.experiment.diagnostics import evaluation_spread, scale_branch_ablation, teacher_gap
 from pipelines.experiment.run import run
 from pipelines.experiment.settings import ABLATIONS, BASE, ExperimentSettings
 
@@ -92,6 +92,16 @@ def test_toy_experiment_runs_end_to_end_and_resumes(tmp_path):
     checkpoint = sorted((out / "seed0" / "anyres-base" / "checkpoints").glob("*.pt"))[-1]
     ablation = scale_branch_ablation(checkpoint, toy(tmp_path, eval_count=2))
     assert ablation["as trained"] != ablation["scale branch zeroed"]
+    # the evaluation's spread: the table's seed gives the table's number, other seeds other numbers
+    spread = evaluation_spread(checkpoint, cfg, seeds=2)
+    assert spread[10_000] == pytest.approx(forced["runs"]["anyres-base/model/seed0"]["random"])
+    assert spread[20_001] != spread[10_000]
+    # the teacher gap: a student against itself is no gap; against phase 1's G some
+    phase1 = sorted((out / "seed0" / "lr_only" / "checkpoints").glob("*.pt"))[0]
+    assert teacher_gap(checkpoint, checkpoint, count=2)["own p vs teacher p"] == 0
+    gap = teacher_gap(phase1, checkpoint, count=2)
+    assert gap["own p vs teacher p"] > 0
+    assert set(gap) == {"own p vs teacher p", *(f"{k}p vs {w} p" for k in (2, 4) for w in ("own", "teacher"))}
 
 
 def test_reduction_gap_is_small_for_a_true_zoom_and_large_for_another_image():

@@ -10,7 +10,7 @@ import typer
 from anyres_data.cli.flags import typer_options
 from anyres_data.settings import to_dict
 from pipelines.experiment import __doc__ as overview
-from pipelines.experiment.diagnostics import scale_branch_ablation, zoom_probe
+from pipelines.experiment.diagnostics import evaluation_spread, scale_branch_ablation, teacher_gap, zoom_probe
 from pipelines.experiment.run import run
 from pipelines.experiment.settings import ExperimentSettings
 
@@ -48,6 +48,30 @@ def _scale_branch(
     """Consistency and pSWD of a phase-2 G as trained and with its scale branch zeroed."""
     for name, row in scale_branch_ablation(checkpoint, ExperimentSettings(eval_count=count)).items():
         typer.echo(f"{name}: " + json.dumps({k: round(v, 3) for k, v in row.items()}))
+
+
+@app.command("eval-spread")
+def _eval_spread(
+    checkpoint: Path = typer.Argument(..., help="A phase-2 checkpoint."),
+    seeds: int = typer.Option(4, help="Latent seeds: the table's and seeds − 1 others."),
+    count: int = typer.Option(500, help="Held-out patches (the run's --eval-count)."),
+) -> None:
+    """Random-scale pSWD of one checkpoint under other latent seeds: the evaluation's own spread."""
+    values = evaluation_spread(checkpoint, ExperimentSettings(eval_count=count), seeds=seeds)
+    typer.echo(json.dumps(values, indent=1))
+    typer.echo(f"range {max(values.values()) - min(values.values()):.1f}")
+
+
+@app.command("teacher-gap")
+def _teacher_gap(
+    teacher: Path = typer.Argument(..., help="The teacher: phase 1's last checkpoint."),
+    students: list[Path] = typer.Argument(..., help="Phase-2 checkpoints."),
+    count: int = typer.Option(20, help="Latents."),
+) -> None:
+    """How far each student's renders and p×p image lie from its teacher's p×p image."""
+    for student in students:
+        row = teacher_gap(teacher, student, count=count)
+        typer.echo(f"{student}: " + json.dumps({k: round(v, 3) for k, v in row.items()}))
 
 
 if __name__ == "__main__":

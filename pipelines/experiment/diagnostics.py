@@ -4,6 +4,10 @@
   convolutions (is a fixed-scale StyleGAN3 already inconsistent before any training?).
 - `scale_branch_ablation`: a phase-2 G as trained and with its scale branch zeroed (is the
   scale conditioning what helps or breaks the zoom?).
+- `evaluation_spread`: one checkpoint's pSWD under other latent seeds (how far apart must two
+  arms be before the table can tell them apart?).
+- `teacher_gap`: how far a phase-2 G's renders and p×p image lie from its teacher's p×p image
+  (does the student learn what the teacher loss asks, and does its own picture drift?).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 import torch
 
 from anyres_model.checkpoint import load_generator
-from anyres_model.metrics.fakes import global_images, latents
+from anyres_model.metrics.fakes import global_images, latents, whole_images
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset
 from pipelines.experiment import measure
@@ -67,3 +71,36 @@ def scale_branch_ablation(checkpoint: Path, cfg: ExperimentSettings) -> dict[str
         )
         out[name] = row
     return out
+
+
+@torch.no_grad()
+def evaluation_spread(
+    checkpoint: Path, cfg: ExperimentSettings, *, seeds: int = 4, metric: str = "random"
+) -> dict[int, float]:
+    """`metric` of one checkpoint (rendered) with the latents of `seeds` seeds: 10 000 (the table's), 20 001, ….
+
+    The real patches and specs stay those of the table; only the fakes' randomness changes.
+    """
+    truth, G = measure.GroundTruth(cfg), load_generator(checkpoint)
+    out = {}
+    for seed in [10_000, *range(20_001, 20_000 + seeds)]:
+        out[seed] = measure.scores(G, truth, mode="model", seed=seed, metrics=[metric])[metric]
+    return out
+
+
+@torch.no_grad()
+def teacher_gap(teacher: Path, student: Path, *, count: int = 20, scales=(2, 4)) -> dict[str, float]:
+    """Mean |Lanczos reduction to p×p − image| in [-1, 1] over `count` latents (another latent ≈ 0.4).
+
+    `own p vs teacher p`: the student's p×p image against its teacher's; `{k}p vs own p` and
+    `{k}p vs teacher p`: its whole render at k·p, reduced to p×p, against either.
+    """
+    T, G = load_generator(teacher), load_generator(student)
+    z = latents(10_000, list(range(count)), G.cfg.z_dim)
+    own, taught = global_images(G, z), global_images(T, z)
+    row = {"own p vs teacher p": float(measure.reduction_gap(own, taught).mean())}
+    for k in scales:
+        big = whole_images(G, z, G.cfg.patch_size * k)
+        row[f"{k}p vs own p"] = float(measure.reduction_gap(big, own).mean())
+        row[f"{k}p vs teacher p"] = float(measure.reduction_gap(big, taught).mean())
+    return row
