@@ -12,7 +12,6 @@ import pytest
 import pyvips
 import webdataset as wds
 from PIL import Image
-from rich.console import Console
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
@@ -27,7 +26,6 @@ from anyres_data.subset import SubsetSettings, subset_candidates
 from anyres_data.verify import verify
 from tests.support.photos import encode, jpeg_with_orientation, structured_image
 
-QUIET = Console(file=io.StringIO())
 UNIFORM = ResizeSettings(mode="uniform", min_size=100, max_size=140, seed=3)
 
 
@@ -205,7 +203,7 @@ def folder_build(out, folder, **options) -> BuildSettings:
         progress=False,
         **options,
     )
-    build(settings, console=QUIET)
+    build(settings)
     return settings
 
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
 from anyres_data.cli.app import app
-from anyres_data.dataset import read_manifest, size_table
+from anyres_data.cli.build import size_table
+from anyres_data.dataset import read_manifest
 from anyres_data.filters import FilterSettings
 from anyres_data.sampling import SamplerSettings, expected_scale
 from anyres_data.sources import SourceSettings
@@ -144,7 +145,7 @@ def test_the_stats_command_on_a_built_dataset(tmp_path):
         shard_size=4,
         progress=False,
     )
-    info = build(settings, console=Console(file=io.StringIO()))
+    info = build(settings)
     manifest = read_manifest(str(out))
     stats = load_stats(str(out))
     assert stats.candidates == 8 and stats.rejected == info["counts"]["rejected"] and stats.rejected

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from anyres_data.cache_build import OUTCOMES, CacheSettings, build_cache
 from anyres_data.cli.errors import user_errors
+from anyres_data.cli.report import job_report
 
 
 def summary_table(record: dict[str, Any]) -> Table:
@@ -32,6 +33,6 @@ def cache_command(
 ) -> None:
     """Write the training cache of a built dataset: a tiled pyramidal TIFF per image (docs/sampler.md)."""
     console = Console(stderr=True)
-    with user_errors(RuntimeError):
-        record = build_cache(out, settings, console=console)
+    with user_errors(RuntimeError), job_report(console, description="caching", enabled=settings.progress) as progress:
+        record = build_cache(out, settings, progress=progress)
     console.print(summary_table(record))
