@@ -1,19 +1,25 @@
-"""How the long jobs (the build, the cache) say how far they are: a plain callback, else a tqdm bar.
+"""What the long jobs (the build, the cache) share: the Dask engine they run on, and how they say how far they are.
 
-A job calls `progress(Progress(done, total, counts))` in the process that runs it, as work
-completes. The CLI passes a callback that draws a rich bar (`anyres_data.cli.report`); a Python
-caller may pass its own, or none: then, with the job's `progress` setting on, tqdm draws a bar on
-stderr. What a job has to say besides (the Dask dashboard's address, a retry, a warning) goes
-through `logging`, under the logger of the module that says it.
+The engine (`dask_client`) is a running scheduler's cluster (`--scheduler`), else a `LocalCluster`
+of `--workers` processes on this machine. A job calls `progress(Progress(done, total, counts))` in
+the process that runs it, as work completes. The CLI passes a callback that draws a rich bar
+(`anyres_data.cli.report`); a Python caller may pass its own, or none: then, with the job's
+`progress` setting on, tqdm draws a bar on stderr. What a job has to say besides (the Dask
+dashboard's address, a retry, a warning) goes through `logging`, under the logger of the module
+that says it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from distributed import Client, LocalCluster
 from tqdm import tqdm
+
+LOCAL_WORKERS = 2  # --workers when neither it nor --scheduler is given
 
 
 @dataclass(frozen=True)
@@ -52,3 +58,30 @@ def reporting(progress: ProgressFn | None, *, enabled: bool, description: str) -
                 bar.refresh()
 
             yield show
+
+
+@contextmanager
+def dask_client(*, workers: int | None, scheduler: str | None) -> Iterator[Client]:
+    """A job's engine: a client of the scheduler at `scheduler`, else of a LocalCluster of `workers` processes."""
+    if scheduler:
+        try:
+            client = Client(scheduler)
+        except OSError as err:
+            raise ValueError(
+                f"cannot reach the Dask scheduler at {scheduler} ({err}): start one there "
+                "(`dask scheduler`), or build without --scheduler"
+            ) from None
+        with client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=LOCAL_WORKERS if workers is None else workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # a free port (the default 8787 clashes with any other cluster)
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

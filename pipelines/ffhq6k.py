@@ -31,14 +31,14 @@ from rich.console import Console
 
 from anyres_data import storage
 from anyres_data.build import BuildError, BuildSettings, build
+from anyres_data.build.resize import ResizeSettings
+from anyres_data.build.subset import SubsetSettings
 from anyres_data.cli.build import run_build
 from anyres_data.cli.errors import user_errors
 from anyres_data.cli.flags import typer_options
 from anyres_data.filters import FilterSettings
-from anyres_data.resize import ResizeSettings
 from anyres_data.settings import setting
 from anyres_data.sources import FolderSettings, SourceSettings
-from anyres_data.subset import SubsetSettings
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def recipe(settings: FFHQ6kSettings) -> dict[str, BuildSettings]:
 
 
 def run(settings: FFHQ6kSettings) -> dict[str, dict[str, Any]]:
-    """Run the three builds; returns each one's dataset.json by name. Raises as `anyres_data.build.build`."""
+    """Run the three builds; returns each one's dataset.json by name. Raises as `anyres_data.build.job.build`."""
     return {name: build(build_settings) for name, build_settings in recipe(settings).items()}
 
 

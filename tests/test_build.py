@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from anyres_data.build import BuildSettings, build
 from anyres_data.cli.app import app
 from anyres_data.dataset import MANIFEST_COLUMNS, extra_fields, load_info, read_manifest, read_rejects
+from anyres_data.dataset.verify import verify
 from anyres_data.rejects import REASONS
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.demo import DemoSettings
 from anyres_data.sources.folder import FolderSettings
-from anyres_data.verify import verify
 from tests.support.builds import url_list_settings
 from tests.support.corpus import CORPUS_FETCH, CORPUS_FILTERS, file_cases, network_cases
 from tests.support.http_server import ImageServer

@@ -18,14 +18,14 @@ import pytest
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, EmptyBuildError, build
+from anyres_data.build.fetch import FetchSettings
 from anyres_data.candidate import MAX_KEY_LENGTH
 from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest, read_rejects
-from anyres_data.fetch import FetchSettings
-from anyres_data.shards import read_shard
+from anyres_data.dataset.shards import read_shard
+from anyres_data.dataset.verify import verify
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.folder import FolderSettings, iter_folder
-from anyres_data.verify import verify
 from tests.support.builds import url_list_settings
 from tests.support.guard import finishes
 from tests.support.http_server import ImageServer

@@ -12,10 +12,10 @@ import pandas as pd
 
 from anyres_data.build import BuildSettings, build
 from anyres_data.dataset import MANIFEST_COLUMNS, read_manifest, read_rejects
+from anyres_data.dataset.verify import verify
 from anyres_data.filters import FilterSettings
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.urls import UrlListSettings
-from anyres_data.verify import verify
 from tests.support.http_server import ImageServer
 from tests.support.photos import encode, structured_image
 

@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from anyres_data.build import BuildSettings, build
-from anyres_data.resize import ResizeSettings
+from anyres_data.build.resize import ResizeSettings
 from anyres_data.sources import DemoSettings, SourceSettings
 from anyres_model.checkpoint import network_config, save_checkpoint
 from anyres_model.networks.generator import Generator

@@ -20,7 +20,7 @@ from anyres_data.filters import FilterSettings
 from anyres_data.sampling import SamplerSettings, expected_scale
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.demo import DemoSettings
-from anyres_data.stats import (
+from anyres_data.stats.compute import (
     breakdown,
     discard,
     load_all,
@@ -29,7 +29,7 @@ from anyres_data.stats import (
     table1,
     training_scale,
 )
-from anyres_data.stats_plots import plot_discard, plot_sizes
+from anyres_data.stats.plots import plot_discard, plot_sizes
 from tests.support.manifests import synthetic_manifest, write_manifest_dataset
 
 N_HR = 200_000

@@ -5,8 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from anyres_data.build import BuildSettings
-from anyres_data.cache_build import CacheSettings
+from anyres_data.build.job import BuildSettings
 from anyres_data.cli.build import build_command, info_command
 from anyres_data.cli.cache import cache_command
 from anyres_data.cli.errors import user_errors
@@ -14,7 +13,8 @@ from anyres_data.cli.export import export_command
 from anyres_data.cli.flags import typer_options
 from anyres_data.cli.sample import sample_command
 from anyres_data.cli.stats import stats_command
-from anyres_data.verify import verify
+from anyres_data.dataset.verify import verify
+from anyres_data.sampling.cache_build import CacheSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 

@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from anyres_data.build import BuildError, BuildSettings, EmptyBuildError, build
+from anyres_data.build.job import BuildError, BuildSettings, EmptyBuildError, build
 from anyres_data.cli.errors import fail, user_errors
 from anyres_data.cli.report import job_report
-from anyres_data.dataset import load_info, read_manifest
+from anyres_data.dataset.layout import load_info, read_manifest
 from anyres_data.sources.flickr import FlickrError
 
 

@@ -1,4 +1,4 @@
-"""`anyres-data cache OUT`: the training cache of a built dataset (the work is anyres_data.cache_build)."""
+"""`anyres-data cache OUT`: the training cache of a built dataset (the work is anyres_data.sampling.cache_build)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from anyres_data.cache_build import OUTCOMES, CacheSettings, build_cache
 from anyres_data.cli.errors import user_errors
 from anyres_data.cli.report import job_report
+from anyres_data.sampling.cache_build import OUTCOMES, CacheSettings, build_cache
 
 
 def summary_table(record: dict[str, Any]) -> Table:

@@ -41,24 +41,24 @@ from typing import Any, Literal
 import pandas as pd
 import pyvips
 import yaml
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, as_completed
 
 from anyres_data import storage
+from anyres_data.build.dedup import find_duplicates
+from anyres_data.build.fetch import FetchSettings, new_session
+from anyres_data.build.ingest import DecodeBudget, IngestContext, ingest
+from anyres_data.build.plan import PARTITION_COLUMNS, Partition, plan, read_partition, row_candidate
+from anyres_data.build.resize import ResizeSettings
+from anyres_data.build.subset import SubsetSettings, subset_candidates
 from anyres_data.candidate import Candidate
-from anyres_data.dataset import FORMAT, MANIFEST_COLUMNS, REJECT_COLUMNS, Layout, shard_name, typed
-from anyres_data.dedup import find_duplicates
-from anyres_data.fetch import FetchSettings, new_session
+from anyres_data.dataset.layout import FORMAT, MANIFEST_COLUMNS, REJECT_COLUMNS, Layout, shard_name, typed
+from anyres_data.dataset.shards import Sample, ShardWriter, drop_samples, read_shard
 from anyres_data.filters import FilterSettings
-from anyres_data.ingest import DecodeBudget, IngestContext, Sample, ingest
-from anyres_data.jobs import Progress, ProgressFn, reporting
+from anyres_data.jobs import LOCAL_WORKERS, Progress, ProgressFn, dask_client, reporting
 from anyres_data.payload import discard, spill
-from anyres_data.plan import PARTITION_COLUMNS, Partition, plan, read_partition, row_candidate
 from anyres_data.rejects import Rejected, is_transient
-from anyres_data.resize import ResizeSettings
 from anyres_data.settings import changed_settings, flatten, setting, to_dict
-from anyres_data.shards import ShardWriter, drop_samples, read_shard
 from anyres_data.sources import SourceName, SourceSettings, TarReader, iter_candidates
-from anyres_data.subset import SubsetSettings, subset_candidates
 from anyres_data.vips import setup_vips_worker
 
 RECORD_COLUMNS = {**MANIFEST_COLUMNS, "position": "Int64", "status": "string", "message": "string"}
@@ -75,7 +75,6 @@ RUN_FIELDS = (
     "allow_empty",
 )
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-LOCAL_WORKERS = 2  # --workers when neither it nor --scheduler is given
 _SECRET = re.compile(r"(^|_)(api_key|secret|token|password)$")
 log = logging.getLogger(__name__)
 
@@ -585,33 +584,6 @@ class _Runner:
                 collect()
         while running.count():
             collect()
-
-
-@contextmanager
-def dask_client(*, workers: int | None, scheduler: str | None) -> Iterator[Client]:
-    """The build's engine: a client of the scheduler at `scheduler`, else of a LocalCluster of `workers` processes."""
-    if scheduler:
-        try:
-            client = Client(scheduler)
-        except OSError as err:
-            raise ValueError(
-                f"cannot reach the Dask scheduler at {scheduler} ({err}): start one there "
-                "(`dask scheduler`), or build without --scheduler"
-            ) from None
-        with client:
-            yield client
-        return
-    with (
-        LocalCluster(
-            n_workers=LOCAL_WORKERS if workers is None else workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",  # a free port (the default 8787 clashes with any other cluster)
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 class _Tally:

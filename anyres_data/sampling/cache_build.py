@@ -1,4 +1,4 @@
-"""`anyres-data cache`: write the training cache of a built dataset (format: `anyres_data.cache`).
+"""`anyres-data cache`: write the training cache of a built dataset (format: `anyres_data.sampling.cache`).
 
 One task per shard, on the build's engine (a Dask `LocalCluster`, a running scheduler, or this
 process): read the shard, encode each wanted image's entry and write it to a temporary name, moved
@@ -23,14 +23,13 @@ import pyvips
 from distributed import as_completed
 
 from anyres_data import storage
-from anyres_data.build import dask_client
-from anyres_data.cache import CACHE_FORMAT, CacheFormat, encode_entry, entry_url
-from anyres_data.dataset import Layout, load_info, read_manifest
-from anyres_data.jobs import Progress, ProgressFn, reporting
+from anyres_data.dataset.layout import Layout, load_info, read_manifest
+from anyres_data.dataset.shards import image_bytes, read_shard
+from anyres_data.jobs import Progress, ProgressFn, dask_client, reporting
 from anyres_data.probe import read_header
 from anyres_data.rejects import Rejected
+from anyres_data.sampling.cache import CACHE_FORMAT, CacheFormat, encode_entry, entry_url
 from anyres_data.settings import setting, to_dict
-from anyres_data.shards import image_bytes, read_shard
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("written", "present", "not_wanted", "failed")
