@@ -31,13 +31,14 @@ from rich.console import Console
 
 from anyres_data import storage
 from anyres_data.build import BuildError, BuildSettings, build
+from anyres_data.build.resize import ResizeSettings
+from anyres_data.build.subset import SubsetSettings
+from anyres_data.cli.build import run_build
 from anyres_data.cli.errors import user_errors
 from anyres_data.cli.flags import typer_options
 from anyres_data.filters import FilterSettings
-from anyres_data.resize import ResizeSettings
 from anyres_data.settings import setting
 from anyres_data.sources import FolderSettings, SourceSettings
-from anyres_data.subset import SubsetSettings
 
 
 @dataclass(frozen=True)
@@ -99,21 +100,19 @@ def recipe(settings: FFHQ6kSettings) -> dict[str, BuildSettings]:
     }
 
 
-def run(settings: FFHQ6kSettings, *, console: Console | None = None) -> dict[str, dict[str, Any]]:
-    """Run the three builds; returns each one's dataset.json by name. Raises as `anyres_data.build.build`."""
-    console = console or Console(stderr=True)
-    infos = {}
-    for name, build_settings in recipe(settings).items():
-        console.rule(f"FFHQ6k: {name}")
-        infos[name] = build(build_settings, console=console)
-    return infos
+def run(settings: FFHQ6kSettings) -> dict[str, dict[str, Any]]:
+    """Run the three builds; returns each one's dataset.json by name. Raises as `anyres_data.build.job.build`."""
+    return {name: build(build_settings) for name, build_settings in recipe(settings).items()}
 
 
 def _command(settings: FFHQ6kSettings) -> None:
     """Build FFHQ6k (LR set at 256, HR set of 5k images at 512-1024 plus 1k at 1024) from a folder of FFHQ."""
     console = Console(stderr=True)
+    infos = {}
     with user_errors(BuildError):
-        infos = run(settings, console=console)
+        for name, build_settings in recipe(settings).items():
+            console.rule(f"FFHQ6k: {name}")
+            infos[name] = run_build(build_settings, console)
     kept = {name: info["counts"]["kept"] for name, info in infos.items()}
     console.print(f"FFHQ6k in {settings.out}: " + ", ".join(f"{name} {n:,} images" for name, n in kept.items()))
 

@@ -23,9 +23,12 @@ import webdataset as wds
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
-from anyres_data import stats, stats_plots
-from anyres_data.bucket_loader import BucketBatch, make_bucket_loader
-from anyres_data.buckets import (
+from anyres_data.cli.app import app
+from anyres_data.dataset import read_manifest
+from anyres_data.probe import read_header
+from anyres_data.sampling import ImageTooSmall
+from anyres_data.sampling.bucket_loader import BucketBatch, make_bucket_loader
+from anyres_data.sampling.buckets import (
     Bucket,
     BucketSettings,
     BucketTable,
@@ -38,11 +41,9 @@ from anyres_data.buckets import (
     place,
     resized_size,
 )
-from anyres_data.cli.app import app
-from anyres_data.dataset import read_manifest
-from anyres_data.loader import LoaderSettings
-from anyres_data.probe import read_header
-from anyres_data.sampling import ImageTooSmall
+from anyres_data.sampling.loader import LoaderSettings
+from anyres_data.stats import compute as stats
+from anyres_data.stats import plots as stats_plots
 from tests.support.manifests import synthetic_manifest, write_manifest_dataset
 from tests.support.photos import encode, jpeg_with_orientation, structured_image
 from tests.support.tiny_data import build_demo

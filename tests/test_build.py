@@ -11,23 +11,21 @@ import tarfile
 import pandas as pd
 import pytest
 import webdataset as wds
-from rich.console import Console
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
 from anyres_data.cli.app import app
 from anyres_data.dataset import MANIFEST_COLUMNS, extra_fields, load_info, read_manifest, read_rejects
+from anyres_data.dataset.verify import verify
 from anyres_data.rejects import REASONS
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.demo import DemoSettings
 from anyres_data.sources.folder import FolderSettings
-from anyres_data.verify import verify
 from tests.support.builds import url_list_settings
 from tests.support.corpus import CORPUS_FETCH, CORPUS_FILTERS, file_cases, network_cases
 from tests.support.http_server import ImageServer
 
 COMPARED = [name for name in MANIFEST_COLUMNS if name != "crawled_at"]  # everything but the clock
-QUIET = Console(file=io.StringIO())
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +61,14 @@ def cluster():
 @pytest.fixture(scope="module")
 def cluster_build(corpus_site, cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("builds") / "on-cluster"
-    build(corpus_settings(out, corpus_site[1], scheduler=cluster.scheduler_address), console=QUIET)
+    build(corpus_settings(out, corpus_site[1], scheduler=cluster.scheduler_address))
     return out
 
 
 @pytest.fixture(scope="module")
 def local_build(corpus_site, tmp_path_factory):
     out = tmp_path_factory.mktemp("builds") / "in-process"
-    build(corpus_settings(out, corpus_site[1], workers=0), console=QUIET)
+    build(corpus_settings(out, corpus_site[1], workers=0))
     return out
 
 
@@ -168,12 +166,12 @@ def test_verify_and_its_command_report_a_damaged_dataset(local_build, tmp_path):
 
 def test_an_existing_output_needs_resume_and_the_same_settings(local_build, corpus_site):
     with pytest.raises(ValueError, match="--resume"):
-        build(corpus_settings(local_build, corpus_site[1], workers=0), console=QUIET)
+        build(corpus_settings(local_build, corpus_site[1], workers=0))
     changed = corpus_settings(local_build, corpus_site[1], workers=0, resume=True, shard_size=7)
     with pytest.raises(ValueError, match="shard_size: 5 -> 7"):
-        build(changed, console=QUIET)
+        build(changed)
     before = (local_build / "manifest.parquet").read_bytes()
-    info = build(corpus_settings(local_build, corpus_site[1], workers=0, resume=True, threads=1), console=QUIET)
+    info = build(corpus_settings(local_build, corpus_site[1], workers=0, resume=True, threads=1))
     assert info == load_info(str(local_build)).data and (local_build / "manifest.parquet").read_bytes() == before
 
 
@@ -200,7 +198,7 @@ def test_a_folder_source_reads_files_and_tar_members(tmp_path):
         shard_size=4,
         progress=False,
     )
-    build(settings, console=QUIET)
+    build(settings)
     manifest, rejects = read_manifest(settings.out), read_rejects(settings.out)
     got = {r.source_id: ("kept", (r.width, r.height)) for r in manifest.itertuples()}
     got |= {r.source_id: (r.reason,) for r in rejects.itertuples()}
@@ -220,7 +218,7 @@ def test_any_fsspec_url_can_be_the_output():
         shard_size=2,
         progress=False,
     )
-    info = build(settings, console=QUIET)
+    info = build(settings)
     assert info["counts"]["kept"] == 5 and info["shards"] == ["demo-000000.tar", "demo-000001.tar", "demo-000002.tar"]
     assert verify(out).ok
     assert len(read_manifest(out)) == 5

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from anyres_data.cli.app import app
 from anyres_data.dataset import load_info, read_manifest, read_rejects
-from anyres_data.verify import verify
+from anyres_data.dataset.verify import verify
 from tests.support.flickr_server import TEST_KEY, FlickrServer
 
 LICENSES = ("4", "5", "9", "10")

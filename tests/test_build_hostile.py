@@ -9,29 +9,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import logging
 import os
 import tarfile
 
 import numpy as np
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, EmptyBuildError, build
+from anyres_data.build.fetch import FetchSettings
 from anyres_data.candidate import MAX_KEY_LENGTH
 from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest, read_rejects
-from anyres_data.fetch import FetchSettings
-from anyres_data.shards import read_shard
+from anyres_data.dataset.shards import read_shard
+from anyres_data.dataset.verify import verify
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.folder import FolderSettings, iter_folder
-from anyres_data.verify import verify
 from tests.support.builds import url_list_settings
 from tests.support.guard import finishes
 from tests.support.http_server import ImageServer
 from tests.support.photos import encode, structured_image
-
-QUIET = Console(file=io.StringIO())
 
 
 def jpeg(seed: int, width: int = 240, height: int = 180) -> bytes:
@@ -68,7 +66,7 @@ def shard_keys(out) -> list[str]:
     return keys
 
 
-def test_transient_failures_are_retried_at_the_end_of_the_build_and_on_resume(tmp_path, cluster):
+def test_transient_failures_are_retried_at_the_end_of_the_build_and_on_resume(tmp_path, cluster, caplog):
     with ImageServer() as server:
         urls = [server.add(f"/p{i}.jpg", jpeg(i)) for i in range(5)]
         once = server.add("/once.jpg", jpeg(10), fail_first=1)  # 503 once, then served
@@ -78,13 +76,13 @@ def test_transient_failures_are_retried_at_the_end_of_the_build_and_on_resume(tm
         url_list = tmp_path / "urls.txt"
         url_list.write_text("\n".join(listed) + "\n")
         out = tmp_path / "out"
-        build(url_settings(out, url_list, scheduler=cluster.scheduler_address), console=QUIET)
+        build(url_settings(out, url_list, scheduler=cluster.scheduler_address))
         got = outcomes(out)
         assert got[once] == "kept" and server.hits["/once.jpg"] == 2  # failed in its shard, kept at the end
         assert got[twice] == "connection_error" and server.hits["/twice.jpg"] == 2
         assert got[gone] == "http_404" and server.hits["/gone.jpg"] == 1
 
-        info = build(url_settings(out, url_list, workers=0, resume=True), console=QUIET)  # a finished build
+        info = build(url_settings(out, url_list, workers=0, resume=True))  # a finished build
         assert outcomes(out)[twice] == "kept" and server.hits["/twice.jpg"] == 3
         assert info["counts"] == {"candidates": 8, "kept": 7, "rejected": {"http_404": 1}}
         assert verify(str(out)).ok
@@ -92,9 +90,9 @@ def test_transient_failures_are_retried_at_the_end_of_the_build_and_on_resume(tm
         assert shard_keys(out) == list(manifest["key"])  # in candidate order, shard by shard
         assert list(manifest["url"]) == [u for u in listed if u != gone]
 
-        log = io.StringIO()
-        build(url_settings(out, url_list, workers=0, resume=True), console=Console(file=log))
-        assert "nothing to do" in log.getvalue() and server.hits["/gone.jpg"] == 1
+        with caplog.at_level(logging.INFO, logger="anyres_data"):
+            build(url_settings(out, url_list, workers=0, resume=True))
+        assert "nothing to do" in caplog.text and server.hits["/gone.jpg"] == 1
 
 
 def test_a_build_where_every_candidate_fails_the_same_way_says_so_and_exits_non_zero(tmp_path):
@@ -110,7 +108,7 @@ def test_a_build_where_every_candidate_fails_the_same_way_says_so_and_exits_non_
     assert result.exit_code == 0 and "connection_error" in result.output
     (tmp_path / "empty").mkdir()
     with pytest.raises(EmptyBuildError, match="proposed no candidates"):
-        build(folder_settings(tmp_path / "empty", tmp_path / "c"), console=QUIET)
+        build(folder_settings(tmp_path / "empty", tmp_path / "c"))
 
 
 def hostile_folder(root):
@@ -155,7 +153,7 @@ def test_a_folder_with_a_pipe_bad_tars_and_double_colon_names_builds_the_rest(tm
     folder, expected, data = hostile_folder(tmp_path)
     monkeypatch.chdir(tmp_path)
     settings = folder_settings(folder, tmp_path / "out", threads=2, shard_size=3)
-    finishes(build, settings, console=QUIET, within=120)  # a pipe or a bad tar used to hang or crash it
+    finishes(build, settings, within=120)  # a pipe or a bad tar used to hang or crash it
     manifest, rejects = read_manifest(settings.out), read_rejects(settings.out)
     got = {r.source_id: "kept" for r in manifest.itertuples()} | {r.source_id: r.reason for r in rejects.itertuples()}
     assert got == expected
@@ -177,8 +175,8 @@ def test_a_folder_with_a_pipe_bad_tars_and_double_colon_names_builds_the_rest(tm
 
     interrupted = dataclasses.replace(settings, out=str(out))
     with pytest.raises(KeyboardInterrupt):
-        build(interrupted, candidates=until_the_third(), console=QUIET)
-    build(dataclasses.replace(interrupted, resume=True), console=QUIET)
+        build(interrupted, candidates=until_the_third())
+    build(dataclasses.replace(interrupted, resume=True))
     assert list(read_manifest(str(out))["sha256"]) == list(manifest["sha256"])
     assert sorted(read_rejects(str(out))["reason"]) == sorted(rejects["reason"])
 
@@ -190,7 +188,7 @@ def test_long_ids_make_keys_every_tar_and_file_system_accept(tmp_path):
     (deep / ("c" * 120 + ".jpg")).write_bytes(jpeg(1))
     (deep / ("c" * 119 + "d.jpg")).write_bytes(jpeg(2))  # same first 200 characters: the hash keeps them apart
     settings = folder_settings(folder, tmp_path / "out")
-    build(settings, console=QUIET)
+    build(settings)
     keys = list(read_manifest(settings.out)["key"])
     assert len(keys) == 2 and len(set(keys)) == 2 and all(len(k) == MAX_KEY_LENGTH for k in keys)
     (shard,) = (tmp_path / "out" / "shards").glob("*.tar")
@@ -209,7 +207,7 @@ def test_large_downloads_are_spilled_to_disk_and_stored_exactly(tmp_path, cluste
         url_list.write_text("\n".join(photos) + "\n")
         fetch = FetchSettings(timeout=2.0, retries=0, spill_bytes=20_000)  # the large ones go to temporary files
         out = tmp_path / "out"
-        build(url_settings(out, url_list, fetch=fetch, scheduler=cluster.scheduler_address), console=QUIET)
+        build(url_settings(out, url_list, fetch=fetch, scheduler=cluster.scheduler_address))
     manifest = read_manifest(str(out))
     assert {r.url: r.sha256 for r in manifest.itertuples()} == {
         url: hashlib.sha256(data).hexdigest() for url, data in photos.items()

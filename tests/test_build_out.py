@@ -3,15 +3,14 @@ to go on, and one on Dask workers serves the dashboard on a free port."""
 
 from __future__ import annotations
 
-import io
 import itertools
+import logging
 import re
 import socket
 import warnings
 
 import dask
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
@@ -20,7 +19,6 @@ from anyres_data.dataset import load_info
 from anyres_data.sources import SourceSettings, iter_candidates
 from anyres_data.sources.demo import DemoSettings
 
-QUIET = Console(quiet=True)
 DEMO = ["--source", "demo", "--demo-count", "3", "--demo-max-side", "300", "--workers", "0", "--no-progress"]
 
 
@@ -69,7 +67,7 @@ def test_an_unreachable_scheduler_leaves_no_output_behind(tmp_path):
         dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
         pytest.raises(ValueError, match="cannot reach the Dask scheduler"),
     ):
-        build(settings, console=QUIET)
+        build(settings)
     assert not out.exists()
 
 
@@ -85,7 +83,7 @@ def test_a_real_partial_build_says_how_to_resume_and_how_to_start_over(tmp_path)
         raise ConnectionError("the source went away")
 
     with pytest.raises(ConnectionError):
-        build(settings, candidates=dies_after_two(), console=QUIET)
+        build(settings, candidates=dies_after_two())
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["out-000000.tar", "out-000001.tar"]
     runner = CliRunner(env={"COLUMNS": "1000"})  # long paths on one line
     result = runner.invoke(app, ["build", *DEMO, "--out", str(out), "--shard-size", "1"])
@@ -103,14 +101,13 @@ def test_a_real_partial_build_says_how_to_resume_and_how_to_start_over(tmp_path)
     assert load_info(str(out)).counts["kept"] == 3
 
 
-def test_a_build_on_workers_serves_the_dask_dashboard_on_a_free_port_and_prints_its_link(tmp_path):
+def test_a_build_on_workers_serves_the_dask_dashboard_on_a_free_port_and_prints_its_link(tmp_path, caplog):
     taken = socket.socket()
     try:
         taken.bind(("127.0.0.1", 8787))  # what another Dask cluster on this machine would hold
         taken.listen()
     except OSError:
         pass  # already taken by something else: the same situation
-    console = Console(record=True, width=200, file=io.StringIO())
     settings = BuildSettings(
         source="demo",
         out=str(tmp_path / "out"),
@@ -118,9 +115,9 @@ def test_a_build_on_workers_serves_the_dask_dashboard_on_a_free_port_and_prints_
         workers=1,
         progress=False,
     )
-    with taken, warnings.catch_warnings(record=True) as caught:
+    with taken, warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="anyres_data"):
         warnings.simplefilter("always")
-        build(settings, console=console)
+        build(settings)
     assert not [w for w in caught if "already in use" in str(w.message)]
-    link = re.search(r"Dask dashboard: (http://\S+)", console.export_text())
+    link = re.search(r"Dask dashboard: (http://\S+)", caplog.text)
     assert link and ":8787/" not in link.group(1)

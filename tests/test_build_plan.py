@@ -6,10 +6,10 @@ import itertools
 
 import pandas as pd
 
+from anyres_data.build.plan import plan, read_partition, row_candidate
 from anyres_data.candidate import Candidate
 from anyres_data.dataset import Layout
 from anyres_data.filters import FilterSettings
-from anyres_data.plan import plan, read_partition, row_candidate
 
 FILTERS = FilterSettings(min_size=100, license=("4", "5"))
 

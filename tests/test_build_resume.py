@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -10,14 +9,13 @@ import sys
 import time
 
 import pandas as pd
-from rich.console import Console
 
 from anyres_data.build import BuildSettings, build
 from anyres_data.dataset import MANIFEST_COLUMNS, read_manifest, read_rejects
+from anyres_data.dataset.verify import verify
 from anyres_data.filters import FilterSettings
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.urls import UrlListSettings
-from anyres_data.verify import verify
 from tests.support.http_server import ImageServer
 from tests.support.photos import encode, structured_image
 
@@ -84,7 +82,7 @@ def test_a_build_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path):
             workers=0,
             progress=False,
         )
-        build(settings, console=Console(file=io.StringIO()))
+        build(settings)
 
     resumed, uninterrupted = read_manifest(str(out)), read_manifest(str(reference))
     pd.testing.assert_frame_equal(resumed[COMPARED], uninterrupted[COMPARED])

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import pyvips
 
-from anyres_data import cache as cache_module
-from anyres_data.cache import (
+from anyres_data.probe import read_header
+from anyres_data.sampling import SamplerSettings, draw_spec
+from anyres_data.sampling import cache as cache_module
+from anyres_data.sampling.cache import (
     CacheFormat,
     CacheMismatch,
     cut_cached,
@@ -22,8 +24,6 @@ from anyres_data.cache import (
     encode_entry,
     level_for,
 )
-from anyres_data.probe import read_header
-from anyres_data.sampling import SamplerSettings, draw_spec
 from anyres_data.spec import PatchSpec
 from tests.support.photos import encode, structured_image
 from tests.test_patches import BAR_DB, assert_lies_where_drawn, make_case, psnr, reference

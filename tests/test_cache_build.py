@@ -17,11 +17,11 @@ import fsspec
 import numpy as np
 import pytest
 
-from anyres_data.cache import CacheFormat, encode_entry, open_cache
-from anyres_data.cache_build import CacheSettings, build_cache
 from anyres_data.dataset import load_info, read_manifest
-from anyres_data.loader import LoaderSettings, make_loader
 from anyres_data.sampling import SamplerSettings
+from anyres_data.sampling.cache import CacheFormat, encode_entry, open_cache
+from anyres_data.sampling.cache_build import CacheSettings, build_cache
+from anyres_data.sampling.loader import LoaderSettings, make_loader
 from tests.support.photos import encode
 from tests.support.tiny_data import build_demo
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from anyres_data.dedup import find_duplicates, hamming, near_pairs, phash
+from anyres_data.build.dedup import find_duplicates, hamming, near_pairs, phash
 from anyres_data.probe import decode_thumbnail, read_header
 from tests.support.photos import encode, structured_image
 

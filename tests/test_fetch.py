@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from anyres_data.fetch import USER_AGENT, FetchSettings, fetch, fetch_data, new_session
+from anyres_data.build.fetch import USER_AGENT, FetchSettings, fetch, fetch_data, new_session
 from anyres_data.payload import SpilledFile
 from anyres_data.rejects import Rejected
 from anyres_data.sources.demo import demo_bytes, demo_url

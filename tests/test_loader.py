@@ -16,9 +16,9 @@ import pytest
 import torch
 import webdataset as wds
 
-from anyres_data.loader import LoaderSettings, PatchBatch, make_loader
+from anyres_data.dataset.shards import resolve_shards
 from anyres_data.sampling import SamplerSettings
-from anyres_data.shards import resolve_shards
+from anyres_data.sampling.loader import LoaderSettings, PatchBatch, make_loader
 from anyres_data.spec import PatchSpec
 from tests.support.photos import encode, structured_image
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from anyres_data.loader import MAX_SHARDS_WITHOUT_SAMPLE, LoaderSettings, make_loader
 from anyres_data.sampling import SamplerSettings
+from anyres_data.sampling.loader import MAX_SHARDS_WITHOUT_SAMPLE, LoaderSettings, make_loader
 from tests.support.corpus import header_bomb_jpeg, header_bomb_png
 from tests.support.http_server import ImageServer
 from tests.support.photos import encode, structured_image

@@ -10,8 +10,8 @@ import pytest
 import torch
 import webdataset as wds
 
-from anyres_data.loader import LoaderSettings, make_loader
 from anyres_data.sampling import SamplerSettings
+from anyres_data.sampling.loader import LoaderSettings, make_loader
 from tests.support.photos import encode, structured_image
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from anyres_model.losses import discriminator_loss, generator_loss, r1_penalty
+from anyres_model.training.losses import discriminator_loss, generator_loss, r1_penalty
 
 
 def test_logistic_losses_match_their_definition():

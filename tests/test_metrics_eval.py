@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from anyres_model.checkpoint import network_config, save_checkpoint
 from anyres_model.cli.evaluate import app
-from anyres_model.evaluate import EvalSettings, evaluate, plan_metrics
+from anyres_model.metrics.evaluate import EvalSettings, evaluate, plan_metrics
 from anyres_model.metrics.fid import load_feature_stats
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset

@@ -9,8 +9,8 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from anyres_data.patches import cut_patch
 from anyres_data.sampling import SamplerSettings
+from anyres_data.sampling.patches import cut_patch
 from anyres_data.spec import PatchSpec, specs_to_tensor
 from anyres_model.metrics import fakes, real_images
 from anyres_model.metrics.patch_specs import SpecList, draw_spec_list, with_specs

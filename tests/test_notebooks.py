@@ -8,7 +8,6 @@ variables the notebooks read: ANYRES_DATASET, ANYRES_LR_DATASET, ANYRES_OUT, ANY
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from pathlib import Path
@@ -18,17 +17,15 @@ import pytest
 import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from rich.console import Console
 
 from anyres_data.build import BuildSettings, build
-from anyres_data.resize import ResizeSettings
+from anyres_data.build.resize import ResizeSettings
 from anyres_data.sources import DemoSettings, SourceSettings
 from anyres_model.checkpoint import network_config, save_checkpoint
 from anyres_model.networks.generator import Generator
 from anyres_model.networks.presets import preset
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-QUIET = Console(file=io.StringIO())
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +45,10 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     common = {"workers": 0, "shard_size": 3, "progress": False}
     hr = SourceSettings(demo=DemoSettings(count=6, seed=1, min_side=150, max_side=600))
-    build(BuildSettings(source="demo", out=str(root / "hr"), sources=hr, **common), console=QUIET)
+    build(BuildSettings(source="demo", out=str(root / "hr"), sources=hr, **common))
     lr = SourceSettings(demo=DemoSettings(count=6, seed=2, min_side=80, max_side=200))
     resize = ResizeSettings(mode="fixed", size=64)
-    build(BuildSettings(source="demo", out=str(root / "lr"), sources=lr, resize=resize, **common), console=QUIET)
+    build(BuildSettings(source="demo", out=str(root / "lr"), sources=lr, resize=resize, **common))
     return root
 
 

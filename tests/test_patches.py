@@ -16,10 +16,10 @@ import pytest
 import pyvips
 from PIL import Image, ImageCms, ImageOps
 
-from anyres_data.patches import MARGIN_PIXELS, Patch, cut_global, cut_patch, shrink_factor
 from anyres_data.probe import read_header
 from anyres_data.rejects import Rejected
-from anyres_data.sampling import DrawnSpec, SamplerSettings, Square, draw_spec
+from anyres_data.sampling.draw import DrawnSpec, SamplerSettings, Square, draw_spec
+from anyres_data.sampling.patches import MARGIN_PIXELS, Patch, cut_global, cut_patch, shrink_factor
 from anyres_data.spec import PatchSpec
 from tests.support.photos import encode, jpeg_with_orientation, png16, structured_image
 

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from anyres_data.build import BuildSettings
 from anyres_data.cli.app import app
 from anyres_data.dataset import extra_fields, load_info, read_manifest, read_rejects
+from anyres_data.dataset.verify import verify
 from anyres_data.sampling import SamplerSettings
 from anyres_data.settings import resolve
 from anyres_data.sources.demo import render_demo
-from anyres_data.stats import load_all, table1
-from anyres_data.verify import verify
+from anyres_data.stats.compute import load_all, table1
 from tests.support.flickr_server import TEST_KEY, FlickrServer
 from tests.support.photos import encode, structured_image
 
@@ -173,7 +173,7 @@ def test_the_demo_yaml_is_what_make_demo_builds(tmp_path):
 @pytest.mark.parametrize("name", ["demo-phase1.yaml", "demo-phase2.yaml"])
 def test_demo_training_yamls_parse_into_train_configs(name):
     from anyres_data.settings import resolve
-    from anyres_model.train_config import TrainConfig
+    from anyres_model.training.config import TrainConfig
 
     cfg = resolve(TrainConfig, config=PIPELINES / name)
     assert cfg.preset == "tiny" and cfg.sampler.p == 32 and cfg.data.hr == "out/demo-hr"

@@ -27,7 +27,7 @@ from anyres_model.render import (
     to_numpy_image,
     zoom_specs,
 )
-from anyres_model.run_log import grid_name, save_image_grid
+from anyres_model.training.run_log import grid_name, save_image_grid
 
 TINY_G, TINY_D = preset("tiny")
 

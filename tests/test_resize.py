@@ -12,22 +12,20 @@ import pytest
 import pyvips
 import webdataset as wds
 from PIL import Image
-from rich.console import Console
 from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
+from anyres_data.build.ingest import PROBE_NAMES
+from anyres_data.build.resize import ResizeSettings, resize, resized_size, target_side
+from anyres_data.build.subset import SubsetSettings, subset_candidates
 from anyres_data.candidate import Candidate
 from anyres_data.cli.app import app
 from anyres_data.dataset import MANIFEST_COLUMNS, extra_fields, read_manifest
-from anyres_data.ingest import PROBE_NAMES
+from anyres_data.dataset.verify import verify
 from anyres_data.probe import read_header
-from anyres_data.resize import ResizeSettings, resize, resized_size, target_side
 from anyres_data.sources import FolderSettings, SourceSettings
-from anyres_data.subset import SubsetSettings, subset_candidates
-from anyres_data.verify import verify
 from tests.support.photos import encode, jpeg_with_orientation, structured_image
 
-QUIET = Console(file=io.StringIO())
 UNIFORM = ResizeSettings(mode="uniform", min_size=100, max_size=140, seed=3)
 
 
@@ -205,7 +203,7 @@ def folder_build(out, folder, **options) -> BuildSettings:
         progress=False,
         **options,
     )
-    build(settings, console=QUIET)
+    build(settings)
     return settings
 
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from anyres_data.sampling import (
+from anyres_data.sampling.draw import (
     SamplerSettings,
     Square,
     draw_spec,

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from anyres_data.cli import app as cli
 from anyres_data.cli.sample import sample_command
-from anyres_data.contact_sheet import PAD, WINDOW_COLOUR, contact_sheet
 from anyres_data.sampling import SamplerSettings
+from anyres_data.sampling.contact_sheet import PAD, WINDOW_COLOUR, contact_sheet
 from tests.support.photos import encode, jpeg_with_orientation, structured_image
 
 

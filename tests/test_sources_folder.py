@@ -219,8 +219,8 @@ def test_an_img2dataset_output_builds_with_its_urls_original_sizes_and_captions(
 
     from anyres_data.build import BuildSettings, build
     from anyres_data.dataset import extra_fields, read_manifest
+    from anyres_data.dataset.verify import verify
     from anyres_data.sources import SourceSettings
-    from anyres_data.verify import verify
 
     shard = tmp_path / "in" / "00000"
     shard.mkdir(parents=True)

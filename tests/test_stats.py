@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 
 from anyres_data.build import BuildSettings, build
 from anyres_data.cli.app import app
-from anyres_data.dataset import read_manifest, size_table
+from anyres_data.cli.build import size_table
+from anyres_data.dataset import read_manifest
 from anyres_data.filters import FilterSettings
 from anyres_data.sampling import SamplerSettings, expected_scale
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.demo import DemoSettings
-from anyres_data.stats import (
+from anyres_data.stats.compute import (
     breakdown,
     discard,
     load_all,
@@ -28,7 +29,7 @@ from anyres_data.stats import (
     table1,
     training_scale,
 )
-from anyres_data.stats_plots import plot_discard, plot_sizes
+from anyres_data.stats.plots import plot_discard, plot_sizes
 from tests.support.manifests import synthetic_manifest, write_manifest_dataset
 
 N_HR = 200_000
@@ -144,7 +145,7 @@ def test_the_stats_command_on_a_built_dataset(tmp_path):
         shard_size=4,
         progress=False,
     )
-    info = build(settings, console=Console(file=io.StringIO()))
+    info = build(settings)
     manifest = read_manifest(str(out))
     stats = load_stats(str(out))
     assert stats.candidates == 8 and stats.rejected == info["counts"]["rejected"] and stats.rejected

@@ -3,8 +3,8 @@ import torch
 import torchvision
 
 from anyres_data.spec import PatchSpec, specs_to_tensor
-from anyres_model.perceptual import ALEXNET_FILE, load_lpips
-from anyres_model.teacher import teacher_loss
+from anyres_model.training.perceptual import ALEXNET_FILE, load_lpips
+from anyres_model.training.teacher import teacher_loss
 
 
 @pytest.fixture(scope="module")

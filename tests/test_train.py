@@ -18,9 +18,9 @@ from anyres_data.spec import PatchSpec, spec_axes, specs_to_tensor
 from anyres_model.checkpoint import load_checkpoint, load_generator
 from anyres_model.checkpoint import run_checkpoints as checkpoints
 from anyres_model.render import render
-from anyres_model.run_log import SpecCoverage
-from anyres_model.train import build_networks, mirror, train
-from anyres_model.train_config import TrainConfig
+from anyres_model.training.config import TrainConfig
+from anyres_model.training.run_log import SpecCoverage
+from anyres_model.training.train import build_networks, mirror, train
 from tests.support.tiny_data import build_demo
 
 

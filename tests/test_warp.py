@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from anyres_data.spec import PatchSpec, specs_to_tensor
-from anyres_model.warp import warp_to_global
+from anyres_model.training.warp import warp_to_global
 
 
 def _smooth_image(side: int, seed: int = 0) -> np.ndarray:

@@ -5,44 +5,18 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from anyres_data.build import BuildError, BuildSettings, EmptyBuildError, build
-from anyres_data.cache_build import CacheSettings
+from anyres_data.build.job import BuildSettings
+from anyres_data.cli.build import build_command, info_command
 from anyres_data.cli.cache import cache_command
-from anyres_data.cli.errors import fail, user_errors
+from anyres_data.cli.errors import user_errors
 from anyres_data.cli.export import export_command
 from anyres_data.cli.flags import typer_options
 from anyres_data.cli.sample import sample_command
 from anyres_data.cli.stats import stats_command
-from anyres_data.dataset import load_info, read_manifest, size_table, summary_table
-from anyres_data.sources.flickr import FlickrError
-from anyres_data.verify import verify
+from anyres_data.dataset.verify import verify
+from anyres_data.sampling.cache_build import CacheSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-
-
-def build_command(settings: BuildSettings) -> None:
-    """Build a dataset of native-resolution images from a source into WebDataset shards."""
-    console = Console(stderr=True)
-    with user_errors(BuildError, FlickrError):
-        try:
-            build(settings, console=console)
-        except EmptyBuildError as err:  # the build ran, but nothing works: as loud as can be, and exit 1
-            console.rule("[bold red]nothing was kept[/]", style="red")
-            fail(str(err), code=1)
-
-
-def info_command(out: str = typer.Argument(..., help="dataset folder (any fsspec URL)")) -> None:
-    """Print the summary of a built dataset: outcomes by reason, sizes, formats."""
-    with user_errors():
-        info = load_info(out)
-    console = Console()
-    console.print(summary_table(info.data))
-    console.print(size_table(read_manifest(out)))
-    timing, versions = info.data["timing"], info.data["versions"]
-    console.print(
-        f"built {timing['finished_at']} in {timing['run_seconds']:.1f} s (last run) with "
-        + ", ".join(f"{name} {v}" for name, v in versions.items())
-    )
 
 
 def verify_command(out: str = typer.Argument(..., help="dataset folder (any fsspec URL)")) -> None:

@@ -1,4 +1,4 @@
-"""`anyres-data cache OUT`: the training cache of a built dataset (the work is anyres_data.cache_build)."""
+"""`anyres-data cache OUT`: the training cache of a built dataset (the work is anyres_data.sampling.cache_build)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from anyres_data.cache_build import OUTCOMES, CacheSettings, build_cache
 from anyres_data.cli.errors import user_errors
+from anyres_data.cli.report import job_report
+from anyres_data.sampling.cache_build import OUTCOMES, CacheSettings, build_cache
 
 
 def summary_table(record: dict[str, Any]) -> Table:
@@ -32,6 +33,6 @@ def cache_command(
 ) -> None:
     """Write the training cache of a built dataset: a tiled pyramidal TIFF per image (docs/sampler.md)."""
     console = Console(stderr=True)
-    with user_errors(RuntimeError):
-        record = build_cache(out, settings, console=console)
+    with user_errors(RuntimeError), job_report(console, description="caching", enabled=settings.progress) as progress:
+        record = build_cache(out, settings, progress=progress)
     console.print(summary_table(record))

@@ -1,4 +1,4 @@
-"""`anyres-data export`: a built dataset as Parquet that Hugging Face `datasets` loads (`anyres_data.export`)."""
+"""`anyres-data export`: a built dataset as Parquet that Hugging Face `datasets` loads (anyres_data.dataset.export)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from anyres_data.cli.errors import user_errors
-from anyres_data.export import export_parquet
+from anyres_data.dataset.export import export_parquet
 
 
 def export_command(

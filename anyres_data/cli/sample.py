@@ -1,4 +1,4 @@
-"""`anyres-data sample`: a contact sheet of training patches (`anyres_data.contact_sheet`) written as a PNG."""
+"""`anyres-data sample`: a contact sheet of training patches (`anyres_data.sampling.contact_sheet`) written as a PNG."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import typer
 
 from anyres_data.cli.errors import user_errors
 from anyres_data.cli.flags import typer_options
-from anyres_data.contact_sheet import contact_sheet
-from anyres_data.sampling import SamplerSettings
+from anyres_data.sampling.contact_sheet import contact_sheet
+from anyres_data.sampling.draw import SamplerSettings
 
 
 def _sample(

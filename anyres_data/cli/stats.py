@@ -1,4 +1,4 @@
-"""`anyres-data stats`: the statistics of datasets (`anyres_data.stats`) as tables, and their plots written."""
+"""`anyres-data stats`: the statistics of datasets (`anyres_data.stats.compute`) as tables, and their plots written."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from anyres_data.buckets import BucketSettings
 from anyres_data.cli.errors import user_errors
 from anyres_data.cli.flags import typer_options
-from anyres_data.sampling import SamplerSettings
+from anyres_data.sampling.buckets import BucketSettings
+from anyres_data.sampling.draw import SamplerSettings
 from anyres_data.settings import from_dict, merge
-from anyres_data.stats import (
+from anyres_data.stats.compute import (
     MIN_SIDES,
     DatasetStats,
     breakdown,
@@ -29,7 +29,7 @@ from anyres_data.stats import (
     summary,
     table1,
 )
-from anyres_data.stats_plots import plot_buckets, plot_discard, plot_sizes
+from anyres_data.stats.plots import plot_buckets, plot_discard, plot_sizes
 
 
 def _num(value: float | None, digits: int = 0) -> str:

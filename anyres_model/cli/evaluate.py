@@ -1,4 +1,4 @@
-"""`anyres-eval`: evaluate a generator checkpoint (`anyres_model.evaluate`), print a table, write JSON."""
+"""`anyres-eval`: evaluate a generator checkpoint (`anyres_model.metrics.evaluate`), print a table, write JSON."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from anyres_data.cli.errors import user_errors
 from anyres_data.cli.flags import typer_options
 from anyres_model.checkpoint import load_generator, resolve_checkpoint
 from anyres_model.devices import resolve_device
-from anyres_model.evaluate import EvalSettings, evaluate
-from anyres_model.evaluate import __doc__ as EVAL_HELP
+from anyres_model.metrics.evaluate import EvalSettings, evaluate
+from anyres_model.metrics.evaluate import __doc__ as EVAL_HELP
 from anyres_model.metrics.report import default_json_path, write_json
 
 

@@ -1,4 +1,4 @@
-"""`anyres-train`: the training command (`anyres_model.train`); `--dry-run` prints the resolved settings."""
+"""`anyres-train`: the training command (`anyres_model.training.train`); `--dry-run` prints the resolved settings."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import typer
 from anyres_data.cli.errors import user_errors
 from anyres_data.cli.flags import typer_options
 from anyres_data.settings import to_dict
-from anyres_model import distributed
-from anyres_model.train import __doc__ as TRAIN_HELP
-from anyres_model.train import train
-from anyres_model.train_config import TrainConfig
+from anyres_model.training import distributed
+from anyres_model.training.config import TrainConfig
+from anyres_model.training.train import __doc__ as TRAIN_HELP
+from anyres_model.training.train import train
 
 
 def _command(

@@ -1,10 +1,10 @@
 """The replayable list of patch specs behind pFID/pSWD: seed → which image, which square, which window.
 
-Specs are drawn by the training sampler (`anyres_data.sampling.draw_spec`) on the real images'
+Specs are drawn by the training sampler (`anyres_data.sampling.draw.draw_spec`) on the real images'
 displayed sizes from the manifest, so the metric sees the patch distribution that training
 sees. Images are visited in rounds of a seeded permutation (each image once per round) and
 rows are sorted by key first, so the list depends only on the set of images, the sampler
-settings and the seed. Cutting a patch (`anyres_data.patches.cut_patch`) reports where it
+settings and the seed. Cutting a patch (`anyres_data.sampling.patches.cut_patch`) reports where it
 *really* lies to sub-pixel precision; those realised specs are what the fakes are rendered at.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from anyres_data.sampling import DrawnSpec, SamplerSettings, Square, draw_spec
+from anyres_data.sampling.draw import DrawnSpec, SamplerSettings, Square, draw_spec
 from anyres_data.spec import PatchSpec
 
 

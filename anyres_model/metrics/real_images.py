@@ -2,7 +2,7 @@
 
 Shards are read one tar member at a time (webdataset's tar iterators over fsspec streams), so a
 dataset is never held in memory; members of samples the metric does not need are skipped
-without being kept. Pixels come from `anyres_data.patches`, the training sampler's cutter:
+without being kept. Pixels come from `anyres_data.sampling.patches`, the training sampler's cutter:
 
 - whole images at R (FID@R, SWD@R): the centred square of side min(w, h), resized to R×R with
   libvips `reduce` lanczos3 (antialiased: the kernel is stretched by the reduction factor),
@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from anyres_data.patches import cut_global, cut_patch
-from anyres_data.shards import IMAGE_EXTENSIONS, resolve_shards
+from anyres_data.dataset.shards import IMAGE_EXTENSIONS, resolve_shards
+from anyres_data.sampling.patches import cut_global, cut_patch
 from anyres_data.spec import PatchSpec
 from anyres_model.metrics.patch_specs import SpecList
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from anyres_data.settings import from_dict
 from anyres_model.checkpoint import run_checkpoint_path
-from anyres_model.perceptual import default_alexnet_path
-from anyres_model.train import train
-from anyres_model.train_config import TrainConfig
+from anyres_model.training.config import TrainConfig
+from anyres_model.training.perceptual import default_alexnet_path
+from anyres_model.training.train import train
 from pipelines.experiment.data import Sets
 from pipelines.experiment.settings import TREND_POINTS, AnyresArm, ExperimentSettings
 

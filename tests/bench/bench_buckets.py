@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from anyres_data.bucket_loader import make_bucket_loader
-from anyres_data.buckets import BucketSettings, BucketTable, Placement, bucket_shrink, cut_bucket, place
-from anyres_data.loader import LoaderSettings
 from anyres_data.probe import read_header
+from anyres_data.sampling.bucket_loader import make_bucket_loader
+from anyres_data.sampling.buckets import BucketSettings, BucketTable, Placement, bucket_shrink, cut_bucket, place
+from anyres_data.sampling.loader import LoaderSettings
 from tests.bench.bench_sampler import synthesize, write_loader_shards
 from tests.bench.common import image_bench_args, machine_line, markdown_table
 

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from anyres_data.fetch import FetchSettings
+from anyres_data.build.fetch import FetchSettings
 from anyres_data.filters import FilterSettings
 from tests.bench.bench_build import CACHE, Run, run_measured
 from tests.bench.common import markdown_table
@@ -161,7 +161,7 @@ def build_row(server: ImageServer, kind_list: list[Kind], count: int, tmp: Path)
 
 LOADER = """
 import json, sys
-from anyres_data.loader import LoaderSettings, make_loader
+from anyres_data.sampling.loader import LoaderSettings, make_loader
 from anyres_data.sampling import SamplerSettings
 loader = make_loader(LoaderSettings(hr=sys.argv[1], batch_size=1, workers=1, resampled=False, shuffle_buffer=0),
                      SamplerSettings(p=256, global_prob=0.5))

@@ -37,12 +37,12 @@ import pyvips
 import webdataset as wds
 from PIL import Image
 
-from anyres_data.cache import CacheFormat, cut_cached, encode_entry
-from anyres_data.cache_build import cache_shard, write_record
-from anyres_data.loader import LoaderSettings, cut_several, make_loader
-from anyres_data.patches import cut_patch
 from anyres_data.probe import read_header
 from anyres_data.sampling import DrawnSpec, SamplerSettings, draw_spec
+from anyres_data.sampling.cache import CacheFormat, cut_cached, encode_entry
+from anyres_data.sampling.cache_build import cache_shard, write_record
+from anyres_data.sampling.loader import LoaderSettings, cut_several, make_loader
+from anyres_data.sampling.patches import cut_patch
 from tests.bench.common import image_bench_args, machine_line
 from tests.support.photos import structured_image
 

@@ -21,13 +21,13 @@ from pathlib import Path
 from PIL import Image
 from typer.testing import CliRunner
 
+from anyres_data.build.resize import ResizeSettings, resize
 from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest
 from anyres_data.probe import read_header
-from anyres_data.resize import ResizeSettings, resize
 from anyres_data.sampling import SamplerSettings
-from anyres_data.stats import breakdown, discard, load_all, summary, table1
-from anyres_data.stats_plots import plot_discard, plot_sizes
+from anyres_data.stats.compute import breakdown, discard, load_all, summary, table1
+from anyres_data.stats.plots import plot_discard, plot_sizes
 from tests.bench.common import timed
 from tests.support.manifests import synthetic_manifest, write_manifest_dataset
 from tests.support.photos import encode, structured_image

@@ -3,7 +3,7 @@
     python -m tests.bench.bench_train            # tiny and small presets, phase 1 and 2, 2 loader workers
     python -m tests.bench.bench_train --quick    # tiny only, fewer steps
 
-Runs the real `anyres-train` loop (`anyres_model.train.train`) on a demo dataset of native-size
+Runs the real `anyres-train` loop (`anyres_model.training.train.train`) on a demo dataset of native-size
 images (256–2048 px) built once into a cache folder, and reads the run's own log: samples/s and
 the share of the step spent waiting for data, in G (forward + backward), D (+ R1), the teacher's
 forward and the teacher loss (warp + LPIPS, random trunk: same cost as AlexNet's weights).
@@ -22,8 +22,8 @@ import pandas as pd
 
 from anyres_data.settings import from_dict
 from anyres_model.checkpoint import run_checkpoints
-from anyres_model.train import train
-from anyres_model.train_config import TrainConfig
+from anyres_model.training.config import TrainConfig
+from anyres_model.training.train import train
 from tests.bench.common import markdown_table
 from tests.support.tiny_data import build_demo
 

@@ -44,7 +44,7 @@ from anyres_model.render import default_border, latent, render, tile_layout, to_
 from tests.gpu.check import CheckSettings, pinned_requirements, write_json
 
 if TYPE_CHECKING:
-    from anyres_model.train_config import TrainConfig
+    from anyres_model.training.config import TrainConfig
 
 # Training and evaluation (tensorboard, torch-fidelity, pandas, the build) are imported in the steps
 # that use them: every step is a process of its own, and the others need not pay for those imports.
@@ -220,7 +220,7 @@ def environment(ctx: Context) -> None:
             if installed.split("+")[0] != version:
                 other_versions[name] = f"{installed} (pinned {version})"
         r.update(missing=missing, other_versions=other_versions)
-        for module in ("anyres_data.build", "anyres_model.train", "anyres_model.evaluate"):
+        for module in ("anyres_data.build.job", "anyres_model.training.train", "anyres_model.metrics.evaluate"):
             importlib.import_module(module)
         require(
             not missing,
@@ -483,7 +483,7 @@ def generator(ctx: Context) -> None:
 
 def train_config(ctx: Context, data: Path, **fields: Any) -> TrainConfig:
     from anyres_data.settings import from_dict
-    from anyres_model.train_config import TrainConfig
+    from anyres_model.training.config import TrainConfig
 
     s = ctx.settings
     p = preset(s.preset)[0].patch_size
@@ -517,8 +517,8 @@ def training(ctx: Context) -> None:
     import pandas as pd
 
     from anyres_model.checkpoint import load_generator
-    from anyres_model.run_log import save_image_grid
-    from anyres_model.train import GRID_LATENTS, train
+    from anyres_model.training.run_log import save_image_grid
+    from anyres_model.training.train import GRID_LATENTS, train
 
     s = ctx.settings
     device = ctx.device
@@ -629,7 +629,7 @@ def rendering(ctx: Context) -> None:
 def metrics(ctx: Context) -> None:
     import pandas as pd
 
-    from anyres_model.evaluate import EvalSettings, evaluate
+    from anyres_model.metrics.evaluate import EvalSettings, evaluate
     from anyres_model.metrics.fakes import global_images, latents
     from anyres_model.metrics.inception import load_inception
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from anyres_data.fetch import FetchSettings
+from anyres_data.build.fetch import FetchSettings
 from anyres_data.filters import FilterSettings
 from tests.support.photos import encode, jpeg_with_orientation, png16, structured_image
 

@@ -2,7 +2,7 @@
 
 Sizes follow a photo-like mix: shorter sides log-normal around ~1,100 px (a tail down to 64 and up to
 ~9,000), aspect ratios 1 to 2, 30% portrait; formats, licenses and text columns like a Flickr build's.
-Writing OUT/manifest.parquet and OUT/dataset.json is enough for `anyres_data.stats`.
+Writing OUT/manifest.parquet and OUT/dataset.json is enough for `anyres_data.stats.compute`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anyres_data.dataset import FORMAT, MANIFEST_COLUMNS, typed
+from anyres_data.dataset.layout import FORMAT, MANIFEST_COLUMNS, typed
 
 FORMATS = np.array(["jpg", "png", "webp", "heic"])
 LICENSES = np.array(["4", "5", "9", "10"])

@@ -1,7 +1,7 @@
 """One candidate in, one sample (original bytes + metadata) or one named rejection out.
 
 fetch -> probe the header -> filter on it -> decode check + perceptual hash -> [resize] -> metadata.
-Each step is a plain function (fetch.py, probe.py, filters.py, dedup.py, resize.py); this module
+Each step is a plain function (fetch, dedup and resize here; `anyres_data.probe`, `anyres_data.filters`); this module
 strings them together so a shard task, a test or a notebook can ingest a candidate without Dask.
 Resizing is off by default: the original bytes are stored. Pre-download filters
 (`filters.check_candidate`) run earlier, when the build plans its candidates.
@@ -18,34 +18,21 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
 
 import requests
 
+from anyres_data.build.dedup import phash, phash_hex
+from anyres_data.build.fetch import FetchSettings, fetch_data
+from anyres_data.build.resize import ResizeSettings, resize
 from anyres_data.candidate import Candidate
-from anyres_data.dedup import phash, phash_hex
-from anyres_data.fetch import FetchSettings, fetch_data
+from anyres_data.dataset.shards import Sample
 from anyres_data.filters import FilterSettings, check_header
 from anyres_data.payload import Data, discard, sha256_hex, size_of
 from anyres_data.probe import decode_thumbnail, read_header
-from anyres_data.resize import ResizeSettings, resize
 from anyres_data.sources import LOCAL_SOURCES, TarReader
 from anyres_data.sources.columns import METADATA_NAMES
 
 PROBE_NAMES = ("bands", "interpretation", "bit_depth", "n_pages", "interlaced")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """A kept image: `data` are the bytes as fetched (or resized), stored as `KEY.EXT` beside `KEY.json`.
-
-    `data` is a `payload.SpilledFile` when the download was large and the context had a spill folder.
-    """
-
-    key: str
-    ext: str
-    data: Data
-    metadata: dict[str, Any]
 
 
 class DecodeBudget:

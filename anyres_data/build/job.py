@@ -41,25 +41,24 @@ from typing import Any, Literal
 import pandas as pd
 import pyvips
 import yaml
-from distributed import Client, LocalCluster, as_completed
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from distributed import Client, as_completed
 
 from anyres_data import storage
+from anyres_data.build.dedup import find_duplicates
+from anyres_data.build.fetch import FetchSettings, new_session
+from anyres_data.build.ingest import DecodeBudget, IngestContext, ingest
+from anyres_data.build.plan import PARTITION_COLUMNS, Partition, plan, read_partition, row_candidate
+from anyres_data.build.resize import ResizeSettings
+from anyres_data.build.subset import SubsetSettings, subset_candidates
 from anyres_data.candidate import Candidate
-from anyres_data.dataset import FORMAT, MANIFEST_COLUMNS, REJECT_COLUMNS, Layout, shard_name, summary_table, typed
-from anyres_data.dedup import find_duplicates
-from anyres_data.fetch import FetchSettings, new_session
+from anyres_data.dataset.layout import FORMAT, MANIFEST_COLUMNS, REJECT_COLUMNS, Layout, shard_name, typed
+from anyres_data.dataset.shards import Sample, ShardWriter, drop_samples, read_shard
 from anyres_data.filters import FilterSettings
-from anyres_data.ingest import DecodeBudget, IngestContext, Sample, ingest
+from anyres_data.jobs import LOCAL_WORKERS, Progress, ProgressFn, dask_client, reporting
 from anyres_data.payload import discard, spill
-from anyres_data.plan import PARTITION_COLUMNS, Partition, plan, read_partition, row_candidate
 from anyres_data.rejects import Rejected, is_transient
-from anyres_data.resize import ResizeSettings
 from anyres_data.settings import changed_settings, flatten, setting, to_dict
-from anyres_data.shards import ShardWriter, drop_samples, read_shard
 from anyres_data.sources import SourceName, SourceSettings, TarReader, iter_candidates
-from anyres_data.subset import SubsetSettings, subset_candidates
 from anyres_data.vips import setup_vips_worker
 
 RECORD_COLUMNS = {**MANIFEST_COLUMNS, "position": "Int64", "status": "string", "message": "string"}
@@ -76,8 +75,8 @@ RUN_FIELDS = (
     "allow_empty",
 )
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-LOCAL_WORKERS = 2  # --workers when neither it nor --scheduler is given
 _SECRET = re.compile(r"(^|_)(api_key|secret|token|password)$")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -176,28 +175,33 @@ def resolve_settings(settings: BuildSettings) -> BuildSettings:
 
 
 def build(
-    settings: BuildSettings, *, candidates: Iterable[Candidate] | None = None, console: Console | None = None
+    settings: BuildSettings, *, candidates: Iterable[Candidate] | None = None, progress: ProgressFn | None = None
 ) -> dict[str, Any]:
-    """Build the dataset `settings` describe and return its dataset.json.
+    """Build the dataset `settings` describe and return its dataset.json (its counts by outcome under `counts`).
 
     `candidates` replaces the source named in the settings (for recipes and tests); a resumed build
-    must be given the same ones. A build that fails before any shard is done leaves OUT as it found
+    must be given the same ones. `progress` is called with the candidates done, planned and their
+    outcomes as shards finish (`anyres_data.jobs`; default: tqdm's bar if `settings.progress`);
+    messages go to this module's logger. A build that fails before any shard is done leaves OUT as it found
     it (so the corrected command runs as a first one). Raises ValueError for bad settings or an OUT that is in the way,
     BuildError when a shard task keeps failing (rerun with resume=True after fixing the cause),
     EmptyBuildError when the build is complete but kept nothing (unless `allow_empty`).
     """
     settings = resolve_settings(settings)
-    console = console or Console(stderr=True)
     layout = Layout.at(settings.out)
     started = time.time()
     existed, fresh = storage.exists(layout.out), not storage.listdir(layout.out)
     complete = _prepare(layout, settings)
     retry = complete and settings.retry_transient and bool(_transient_shards(layout))
     if complete and not retry:
-        console.print(f"{settings.out} is already complete; nothing to do.")
+        log.info("%s is already complete; nothing to do.", settings.out)
         return storage.read_json(layout.dataset_json)
     try:
-        with _progress(console, enabled=settings.progress) as tally, _Runner(settings, console) as runner:
+        with (
+            reporting(progress, enabled=settings.progress, description="building") as report,
+            _Runner(settings) as runner,
+        ):
+            tally = _Tally(report)
             if not complete:
                 if candidates is None:
                     candidates = iter_candidates(settings.source, settings.sources, licenses=settings.filters.license)
@@ -207,7 +211,7 @@ def build(
             else:
                 tally.resumed(layout)
             if settings.retry_transient:
-                _retry_transient(runner, layout, tally, console)
+                _retry_transient(runner, layout, tally)
     except BaseException as err:
         if fresh and not storage.listdir(layout.records):  # not one shard done: leave OUT as it was found
             fs, path = storage.filesystem(layout.out)
@@ -223,12 +227,11 @@ def build(
             ) from err
         raise
     info = finalize(settings, layout, run_started=started)
-    console.print(summary_table(info))
-    _check_not_empty(settings, info, console)
+    _check_not_empty(settings, info)
     return info
 
 
-def _check_not_empty(settings: BuildSettings, info: dict[str, Any], console: Console) -> None:
+def _check_not_empty(settings: BuildSettings, info: dict[str, Any]) -> None:
     """Say loudly when nothing was kept; raise EmptyBuildError unless the settings allow it."""
     counts = info["counts"]
     if counts["kept"]:
@@ -246,7 +249,7 @@ def _check_not_empty(settings: BuildSettings, info: dict[str, Any], console: Con
     else:
         message = f"no candidate was kept ({', '.join(f'{r} {n}' for r, n in rejected.items())})"
     if settings.allow_empty:
-        console.print(f"[bold yellow]warning:[/] {message}")
+        log.warning(message)
         return
     hint = " After fixing the network or the server, --resume retries them." if all(map(is_transient, rejected)) else ""
     raise EmptyBuildError(
@@ -507,7 +510,7 @@ def _transient_shards(layout: Layout) -> dict[int, dict[str, int]]:
     return shards
 
 
-def _retry_transient(runner: _Runner, layout: Layout, tally: _Tally, console: Console) -> None:
+def _retry_transient(runner: _Runner, layout: Layout, tally: _Tally) -> None:
     """After `retry_pause` seconds, run `retry_shard` on every shard with transient rejects."""
     shards = _transient_shards(layout)
     if not shards:
@@ -516,9 +519,12 @@ def _retry_transient(runner: _Runner, layout: Layout, tally: _Tally, console: Co
     for counts in shards.values():
         failed.update({reason: n for reason, n in counts.items() if is_transient(reason)})
     pause = runner.settings.retry_pause
-    console.print(
-        f"retrying {sum(failed.values())} candidates that failed transiently "
-        f"({', '.join(f'{r} {n}' for r, n in failed.most_common())}) in {len(shards)} shards, after {pause:g} s"
+    log.info(
+        "retrying %d candidates that failed transiently (%s) in %d shards, after %g s",
+        sum(failed.values()),
+        ", ".join(f"{r} {n}" for r, n in failed.most_common()),
+        len(shards),
+        pause,
     )
     time.sleep(pause)
     runner.run(retry_shard, iter(shards), lambda summary: tally.retried(shards[summary.index], summary))
@@ -531,9 +537,8 @@ class _Runner:
     the cluster as it goes; a task that keeps failing stops the build with a BuildError.
     """
 
-    def __init__(self, settings: BuildSettings, console: Console) -> None:
+    def __init__(self, settings: BuildSettings) -> None:
         self.settings = settings
-        self.console = console
         self._stack = ExitStack()
         self._client: Client | None = None
 
@@ -559,7 +564,7 @@ class _Runner:
                 dask_client(workers=settings.workers, scheduler=settings.scheduler)
             )
             bokeh = importlib.util.find_spec("bokeh") is not None
-            self.console.print(f"Dask dashboard: {self._client.dashboard_link}" + ("" if bokeh else " (needs bokeh)"))
+            log.info("Dask dashboard: %s%s", self._client.dashboard_link, "" if bokeh else " (needs bokeh)")
         limit = 2 * max(1, sum(self._client.nthreads().values()))
         running = as_completed()
         shard_of: dict[str, int] = {}
@@ -581,41 +586,13 @@ class _Runner:
             collect()
 
 
-@contextmanager
-def dask_client(*, workers: int | None, scheduler: str | None) -> Iterator[Client]:
-    """The build's engine: a client of the scheduler at `scheduler`, else of a LocalCluster of `workers` processes."""
-    if scheduler:
-        try:
-            client = Client(scheduler)
-        except OSError as err:
-            raise ValueError(
-                f"cannot reach the Dask scheduler at {scheduler} ({err}): start one there "
-                "(`dask scheduler`), or build without --scheduler"
-            ) from None
-        with client:
-            yield client
-        return
-    with (
-        LocalCluster(
-            n_workers=LOCAL_WORKERS if workers is None else workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",  # a free port (the default 8787 clashes with any other cluster)
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
 class _Tally:
-    """Counts by outcome, shown as a progress bar over candidates."""
+    """Counts by outcome over the candidates planned so far, reported as they change."""
 
-    def __init__(self, progress: Progress | None) -> None:
-        self.progress = progress
+    def __init__(self, report: ProgressFn) -> None:
+        self.report = report
         self.counts: collections.Counter[str] = collections.Counter()
         self.total = 0
-        self.task = progress.add_task("building", total=None, counts="") if progress else None
 
     def planned(self, partition: Partition) -> None:
         self.total += partition.rows
@@ -640,28 +617,7 @@ class _Tally:
         self._show()
 
     def _show(self) -> None:
-        if self.progress is None:
-            return
-        done = sum(self.counts.values())
-        kept = self.counts.get("kept", 0)
-        others = ", ".join(f"{reason} {n}" for reason, n in self.counts.most_common() if reason != "kept" and n)
-        self.progress.update(self.task, total=self.total, completed=done, counts=f"kept {kept}  {others}")
-
-
-@contextmanager
-def _progress(console: Console, *, enabled: bool) -> Iterator[_Tally]:
-    if not enabled:
-        yield _Tally(None)
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[counts]}"),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        yield _Tally(progress)
+        self.report(Progress(done=sum(self.counts.values()), total=self.total, counts=dict(self.counts)))
 
 
 # ---------------------------------------------------------------------------------------------- finalize

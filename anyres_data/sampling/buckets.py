@@ -37,9 +37,9 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pyvips
 
-from anyres_data.patches import HEADROOM, prepare_for_resampling, to_srgb8
 from anyres_data.probe import ImageHeader, read_header
-from anyres_data.sampling import ImageTooSmall
+from anyres_data.sampling.draw import ImageTooSmall
+from anyres_data.sampling.patches import HEADROOM, prepare_for_resampling, to_srgb8
 from anyres_data.settings import setting
 
 

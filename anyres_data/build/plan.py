@@ -19,7 +19,7 @@ import pandas as pd
 
 from anyres_data import storage
 from anyres_data.candidate import Candidate
-from anyres_data.dataset import Layout, typed
+from anyres_data.dataset.layout import Layout, typed
 from anyres_data.filters import FilterSettings, check_candidate
 from anyres_data.rejects import Rejected
 

@@ -13,12 +13,12 @@ import numpy as np
 import pyvips
 from PIL import Image, ImageDraw, ImageFont
 
-from anyres_data.loader import SkipCounts, read_samples
-from anyres_data.patches import Patch, cut_patch
+from anyres_data.dataset.shards import image_bytes, resolve_shards
 from anyres_data.probe import ImageHeader, read_header
 from anyres_data.rejects import Rejected
-from anyres_data.sampling import SamplerSettings, draw_spec
-from anyres_data.shards import image_bytes, resolve_shards
+from anyres_data.sampling.draw import SamplerSettings, draw_spec
+from anyres_data.sampling.loader import SkipCounts, read_samples
+from anyres_data.sampling.patches import Patch, cut_patch
 
 PAD = 8
 CAPTION = 34  # pixels of text under each cell

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from anyres_data import storage
-from anyres_data.dataset import MANIFEST_COLUMNS, Layout, read_manifest
-from anyres_data.shards import read_shard
+from anyres_data.dataset.layout import MANIFEST_COLUMNS, Layout, read_manifest
+from anyres_data.dataset.shards import read_shard
 
 ROWS_PER_GROUP = 100  # images per Parquet row group: what a reader holds at once (HF's default for images)
 _ARROW = {"string": pa.string(), "Int64": pa.int64(), "boolean": pa.bool_()}

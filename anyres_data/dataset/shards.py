@@ -15,6 +15,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import urlparse
 
@@ -25,8 +26,7 @@ from fsspec.implementations.local import LocalFileSystem
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from anyres_data import storage
-from anyres_data.ingest import Sample
-from anyres_data.payload import SpilledFile
+from anyres_data.payload import Data, SpilledFile
 
 # Members that hold the image, in order of preference; WebDataset lowercases them.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "gif", "bmp", "avif", "heic", "heif", "jxl", "jp2")
@@ -85,6 +85,19 @@ def image_bytes(sample: dict[str, Any]) -> bytes | None:
         if ext in sample:
             return sample[ext]
     return None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A kept image: `data` are the bytes as fetched (or resized), stored as `KEY.EXT` beside `KEY.json`.
+
+    `data` is a `payload.SpilledFile` when the download was large and the context had a spill folder.
+    """
+
+    key: str
+    ext: str
+    data: Data
+    metadata: dict[str, Any]
 
 
 def encode_metadata(metadata: dict[str, Any]) -> bytes:

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from anyres_data.sampling import SamplerSettings
+from anyres_data.sampling.draw import SamplerSettings
 from anyres_data.settings import setting, to_dict
 from anyres_model.metrics import fakes, real_images
 from anyres_model.metrics.fid import (

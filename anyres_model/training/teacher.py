@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anyres_model.warp import warp_to_global
+from anyres_model.training.warp import warp_to_global
 
 LPIPS_MAX_SIDE = 256  # larger inputs are bilinearly reduced first, as the reference does
 

@@ -1,4 +1,4 @@
-"""`anyres-data cache`: write the training cache of a built dataset (format: `anyres_data.cache`).
+"""`anyres-data cache`: write the training cache of a built dataset (format: `anyres_data.sampling.cache`).
 
 One task per shard, on the build's engine (a Dask `LocalCluster`, a running scheduler, or this
 process): read the shard, encode each wanted image's entry and write it to a temporary name, moved
@@ -15,24 +15,21 @@ import datetime
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
 import pyvips
 from distributed import as_completed
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from anyres_data import storage
-from anyres_data.build import dask_client
-from anyres_data.cache import CACHE_FORMAT, CacheFormat, encode_entry, entry_url
-from anyres_data.dataset import Layout, load_info, read_manifest
+from anyres_data.dataset.layout import Layout, load_info, read_manifest
+from anyres_data.dataset.shards import image_bytes, read_shard
+from anyres_data.jobs import Progress, ProgressFn, dask_client, reporting
 from anyres_data.probe import read_header
 from anyres_data.rejects import Rejected
+from anyres_data.sampling.cache import CACHE_FORMAT, CacheFormat, encode_entry, entry_url
 from anyres_data.settings import setting, to_dict
-from anyres_data.shards import image_bytes, read_shard
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("written", "present", "not_wanted", "failed")
@@ -105,23 +102,27 @@ def cache_shard(shard_url: str, cache: str, fmt: CacheFormat) -> ShardCache:
     return summary
 
 
-def build_cache(out: str, settings: CacheSettings, *, console: Console | None = None) -> dict[str, Any]:
+def build_cache(out: str, settings: CacheSettings, *, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Write the cache of the dataset at `out` (see the module docstring); returns its cache.json.
 
+    `progress` is called with the images done of the manifest's as shards finish (`anyres_data.jobs`;
+    default: tqdm's bar if `settings.progress`).
     Raises ValueError when `out` is not a finished build, RuntimeError when a shard task keeps failing
     (what is written stays; run again to continue).
     """
-    console = console or Console(stderr=True)
     info = load_info(out)
     cache = cache_url(out, settings)
     images = read_manifest(out).groupby("shard").size().to_dict()
     _claim(cache, settings.format)
     started = time.time()
     done: list[ShardCache] = []
-    with _progress(console, enabled=settings.progress, total=sum(images.values())) as advance:
+    total, finished = sum(images.values()), 0
+    with reporting(progress, enabled=settings.progress, description="caching") as report:
+        report(Progress(done=0, total=total))
         for summary in _run(settings, info.shards, cache):
             done.append(summary)
-            advance(images.get(summary.shard, 0))
+            finished += images.get(summary.shard, 0)
+            report(Progress(done=finished, total=total))
     record = write_record(cache, settings.format, done, seconds=time.time() - started)
     layout = Layout.at(out)
     beside = cache == storage.join(layout.out, "cache")
@@ -198,14 +199,3 @@ def _run(settings: CacheSettings, shards: list[str], cache: str) -> Iterator[Sha
                     f"caching {futures[future]} failed ({type(err).__name__}: {err}); what is written stays in "
                     f"{cache}: fix the cause and run again"
                 ) from err
-
-
-@contextmanager
-def _progress(console: Console, *, enabled: bool, total: int) -> Iterator[Any]:
-    if not enabled:
-        yield lambda n: None
-        return
-    columns = (TextColumn("caching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("caching", total=total)
-        yield lambda n: progress.advance(task, n)

@@ -3,7 +3,7 @@
 The same shards as the patch loader, read by the same per-worker pipeline (`loader.PatchStream`'s
 shard stream: resampled forever, or one pass split across ranks and workers; shuffled in a
 buffer; seeded by (seed, rank, worker, epoch)). Per sample, the image header gives the displayed
-size, `anyres_data.buckets.place` the bucket and the crop (drawn from the worker's random stream);
+size, `anyres_data.sampling.buckets.place` the bucket and the crop (drawn from the worker's random stream);
 the sample waits, still encoded, in its bucket's queue. When a queue holds a batch, its images are
 cut (`cut_bucket`: libvips shrink-on-load, lanczos3, crop) and yielded together: every batch is
 one bucket. In one-pass mode the queues left at the end come out as smaller batches.
@@ -23,9 +23,13 @@ import pyvips
 import torch
 from torch.utils.data import get_worker_info
 
-from anyres_data.buckets import BucketSettings, BucketTable, Placement, cut_bucket, place
+from anyres_data.dataset.shards import image_bytes, resolve_shards
 from anyres_data.filters import check_decodable
-from anyres_data.loader import (
+from anyres_data.probe import ImageHeader, check_complete, read_header
+from anyres_data.rejects import Rejected
+from anyres_data.sampling.buckets import BucketSettings, BucketTable, Placement, cut_bucket, place
+from anyres_data.sampling.draw import ImageTooSmall, worker_rng
+from anyres_data.sampling.loader import (
     LIMITS,
     MAX_SKIPS_IN_A_ROW,
     LoaderSettings,
@@ -35,10 +39,6 @@ from anyres_data.loader import (
     rank_and_world,
     spawned_loader,
 )
-from anyres_data.probe import ImageHeader, check_complete, read_header
-from anyres_data.rejects import Rejected
-from anyres_data.sampling import ImageTooSmall, worker_rng
-from anyres_data.shards import image_bytes, resolve_shards
 
 
 class BucketBatch(NamedTuple):

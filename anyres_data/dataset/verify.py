@@ -18,10 +18,10 @@ from typing import Any
 import pandas as pd
 
 from anyres_data import storage
-from anyres_data.dataset import MANIFEST_COLUMNS, Layout, extra_fields, load_info, read_manifest
+from anyres_data.dataset.layout import MANIFEST_COLUMNS, Layout, extra_fields, load_info, read_manifest
+from anyres_data.dataset.shards import read_shard
 from anyres_data.probe import read_header
 from anyres_data.rejects import Rejected
-from anyres_data.shards import read_shard
 
 _JSON_FIELDS = [name for name in MANIFEST_COLUMNS if name not in ("shard", "extra")]
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from rich.table import Table
 
 from anyres_data import storage
 
@@ -201,36 +200,3 @@ def extra_fields(row: pd.Series | dict[str, Any]) -> dict[str, Any]:
     """The source's own columns of a manifest row (its `extra` JSON)."""
     text = row["extra"]
     return {} if text is None or pd.isna(text) else json.loads(text)
-
-
-def summary_table(data: dict[str, Any], title: str = "") -> Table:
-    """Counts by outcome (kept, then each rejection reason) as a rich table."""
-    counts = data["counts"]
-    total = max(counts["candidates"], 1)
-    table = Table(title=title or f"{data['name']}: {counts['kept']} of {counts['candidates']} candidates kept")
-    table.add_column("outcome")
-    table.add_column("images", justify="right")
-    table.add_column("share", justify="right")
-    table.add_row("kept", str(counts["kept"]), f"{100 * counts['kept'] / total:.1f}%", style="bold green")
-    for reason, n in sorted(counts["rejected"].items(), key=lambda item: (-item[1], item[0])):
-        table.add_row(reason, str(n), f"{100 * n / total:.1f}%")
-    return table
-
-
-def size_table(manifest: pd.DataFrame) -> Table:
-    """Distribution of the kept images' shorter displayed side, their formats and bytes."""
-    table = Table(title="kept images")
-    table.add_column("statistic")
-    table.add_column("value", justify="right")
-    if manifest.empty:
-        table.add_row("images", "0")
-        return table
-    short = manifest[["width", "height"]].min(axis=1).astype("int64")
-    table.add_row("images", str(len(manifest)))
-    table.add_row("shards", str(manifest["shard"].nunique()))
-    table.add_row("bytes", f"{int(manifest['bytes'].sum()):,}")
-    for q in (0.0, 0.1, 0.5, 0.9, 1.0):  # pandas' linear interpolation: the median is `stats`' median
-        table.add_row(f"shorter side, {int(q * 100)}th percentile", f"{short.quantile(q):,.0f}")  # as stats prints it
-    formats = manifest["format"].value_counts()
-    table.add_row("formats", ", ".join(f"{fmt} {n}" for fmt, n in formats.items()))
-    return table

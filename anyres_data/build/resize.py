@@ -21,11 +21,11 @@ from typing import Literal
 
 import pyvips
 
+from anyres_data.build.subset import key_uniform
 from anyres_data.payload import Data, vips_thumbnail
 from anyres_data.probe import ImageHeader
 from anyres_data.rejects import Rejected
 from anyres_data.settings import setting
-from anyres_data.subset import key_uniform
 
 
 @dataclass(frozen=True)

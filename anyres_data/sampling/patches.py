@@ -27,7 +27,7 @@ import numpy as np
 import pyvips
 
 from anyres_data.probe import ImageHeader, read_header
-from anyres_data.sampling import DrawnSpec, SamplerSettings, Square, global_spec
+from anyres_data.sampling.draw import DrawnSpec, SamplerSettings, Square, global_spec
 from anyres_data.spec import PatchSpec
 
 # Shrink-on-load leaves at least this many source pixels per output pixel for the Lanczos step.

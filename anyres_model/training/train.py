@@ -28,9 +28,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from anyres_data.loader import PatchBatch, make_loader
+from anyres_data.sampling.loader import PatchBatch, make_loader
 from anyres_data.settings import changed_settings, from_dict, to_dict
-from anyres_model import distributed
 from anyres_model.checkpoint import (
     load_checkpoint,
     network_config,
@@ -38,15 +37,16 @@ from anyres_model.checkpoint import (
     run_checkpoints,
     save_checkpoint,
 )
-from anyres_model.ema import ema_beta, update_ema
-from anyres_model.evaluate import evaluate
-from anyres_model.losses import discriminator_loss, generator_loss, r1_penalty
+from anyres_model.metrics.evaluate import evaluate
 from anyres_model.networks.discriminator import Discriminator
 from anyres_model.networks.generator import Generator
-from anyres_model.perceptual import load_lpips
-from anyres_model.run_log import ScalarLog, SpecCoverage, StepTimer, grid_name, save_image_grid
-from anyres_model.teacher import teacher_loss
-from anyres_model.train_config import TrainConfig
+from anyres_model.training import distributed
+from anyres_model.training.config import TrainConfig
+from anyres_model.training.ema import ema_beta, update_ema
+from anyres_model.training.losses import discriminator_loss, generator_loss, r1_penalty
+from anyres_model.training.perceptual import load_lpips
+from anyres_model.training.run_log import ScalarLog, SpecCoverage, StepTimer, grid_name, save_image_grid
+from anyres_model.training.teacher import teacher_loss
 
 GRID_LATENTS = 6
 # Settings that may differ between a run and its resumption (they do not change what is computed).

@@ -10,13 +10,13 @@ scale 1, so it is LR.
 - `summary`, `breakdown`: per-dataset counts, shorter side and megapixels (min / median / max),
   bytes, and counts by format, license and rejection reason.
 - `table1`: the paper's Table 1 row — LR and HR image counts, LR resolution, HR min / median / max,
-  p and the expected training scale E[s] (`anyres_data.sampling.expected_scale` over the HR images).
+  p and the expected training scale E[s] (`anyres_data.sampling.draw.expected_scale` over the HR images).
 - `discard`: what a minimum size would throw away — the share of images and of pixels whose shorter
   side is below each candidate minimum (the argument for keeping every image at its own size).
-- `buckets`, `bucket_discard`: the aspect-ratio buckets of a diffusion trainer (`anyres_data.buckets`):
+- `buckets`, `bucket_discard`: the aspect-ratio buckets of a diffusion trainer (`anyres_data.sampling.buckets`):
   images per bucket, and the share of images and pixels too small for their bucket at each area budget.
 
-Every function takes the loaded datasets and returns a pandas frame (or a number); `anyres_data.stats_plots`
+Every function takes the loaded datasets and returns a pandas frame (or a number); `anyres_data.stats.plots`
 draws them and `anyres-data stats` (`anyres_data.cli.stats`) prints them as tables.
 """
 
@@ -34,9 +34,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from anyres_data import storage
-from anyres_data.buckets import BucketSettings, count_buckets
-from anyres_data.dataset import Layout
-from anyres_data.sampling import SamplerSettings, expected_scale
+from anyres_data.dataset.layout import Layout
+from anyres_data.sampling.buckets import BucketSettings, count_buckets
+from anyres_data.sampling.draw import SamplerSettings, expected_scale
 
 MIN_SIDES = (256, 512, 1024, 2048)
 Role = Literal["lr", "hr"]

@@ -2,7 +2,7 @@
 
 Per DataLoader worker, a webdataset pipeline reads shards (resampled forever for training, or one
 pass split across ranks and workers), groups tar members into samples, shuffles them in a buffer
-and cuts each into a patch with `anyres_data.patches`. With probability `global_prob`, a whole
+and cuts each into a patch with `anyres_data.sampling.patches`. With probability `global_prob`, a whole
 batch (`global_mixing="batch"`, the reference's) or a single element ("element") is global: LR
 images (or, without an LR set, HR squares) resized to p×p; otherwise HR patches. Geometry always
 comes from the image header, never from the sample's JSON, so img2dataset shards (KEY.jpg +
@@ -34,14 +34,14 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from anyres_data.cache import CacheIndex, CacheMismatch, cut_cached, find_cache, open_cache
+from anyres_data.dataset.shards import WDS_SCHEMES, image_bytes, open_shard, resolve_shards
 from anyres_data.filters import FilterSettings, check_decodable
-from anyres_data.patches import Patch, cut_patch, render_patch, shrink_factor
 from anyres_data.probe import ImageHeader, check_complete, read_header
 from anyres_data.rejects import Rejected
-from anyres_data.sampling import DrawnSpec, ImageTooSmall, SamplerSettings, draw_spec, global_spec, worker_rng
+from anyres_data.sampling.cache import CacheIndex, CacheMismatch, cut_cached, find_cache, open_cache
+from anyres_data.sampling.draw import DrawnSpec, ImageTooSmall, SamplerSettings, draw_spec, global_spec, worker_rng
+from anyres_data.sampling.patches import Patch, cut_patch, render_patch, shrink_factor
 from anyres_data.settings import setting
-from anyres_data.shards import WDS_SCHEMES, image_bytes, open_shard, resolve_shards
 from anyres_data.spec import PatchSpec, specs_to_tensor
 from anyres_data.vips import setup_vips_worker
 

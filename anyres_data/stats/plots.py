@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter
 
-from anyres_data.buckets import BucketSettings
-from anyres_data.stats import MIN_SIDES, DatasetStats, bucket_discard, buckets, lost_below
+from anyres_data.sampling.buckets import BucketSettings
+from anyres_data.stats.compute import MIN_SIDES, DatasetStats, bucket_discard, buckets, lost_below
 
 
 def _figure(width: float, height: float) -> Figure:

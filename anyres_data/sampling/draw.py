@@ -7,7 +7,7 @@ downsampling, never upsampling). With probability `global_prob` a sample is inst
 whole square rendered at p×p (s = p, x0 = y0 = 0); the loader makes that choice per batch or per
 element (`global_mixing`).
 
-Everything here is pure arithmetic on sizes; cutting the pixels is `anyres_data.patches`.
+Everything here is pure arithmetic on sizes; cutting the pixels is `anyres_data.sampling.patches`.
 """
 
 from __future__ import annotations

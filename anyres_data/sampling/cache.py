@@ -18,7 +18,7 @@ pixel i of level l covers pixels [2^l·i, 2^l·(i+1)) of level 0, in tiles of `t
 
 A patch of target size s from a square of side m (f = m / s level-0 pixels per output pixel) is
 read from the coarsest level l with f / 2^l ≥ LEVEL_HEADROOM: only the region under the patch plus
-the lanczos3 support, reduced with lanczos3 as `anyres_data.patches` does for a JPEG shrunk on load.
+the lanczos3 support, reduced with lanczos3 as `anyres_data.sampling.patches` does for a JPEG shrunk on load.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import pyvips
 from fsspec.implementations.local import LocalFileSystem
 
 from anyres_data import storage
-from anyres_data.patches import Patch, prepare_for_resampling, render_patch, to_srgb8, upsample_global
 from anyres_data.payload import Data, vips_image
-from anyres_data.sampling import DrawnSpec
+from anyres_data.sampling.draw import DrawnSpec
+from anyres_data.sampling.patches import Patch, prepare_for_resampling, render_patch, to_srgb8, upsample_global
 from anyres_data.settings import from_dict, setting
 
 CACHE_FORMAT = "anyres-cache/1"

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from anyres_data.loader import LoaderSettings
-from anyres_data.sampling import SamplerSettings
+from anyres_data.sampling.draw import SamplerSettings
+from anyres_data.sampling.loader import LoaderSettings
 from anyres_data.settings import setting
-from anyres_model.evaluate import EvalSettings
+from anyres_model.metrics.evaluate import EvalSettings
 from anyres_model.networks.config import DiscriminatorConfig, GeneratorConfig
 from anyres_model.networks.presets import preset as preset_configs
 
