@@ -24,6 +24,8 @@ from anyres_data.cli.app import app
 from anyres_data.dataset import read_manifest, read_rejects
 from anyres_data.dataset.shards import read_shard
 from anyres_data.dataset.verify import verify
+from anyres_data.sampling.cache import find_cache
+from anyres_data.sampling.cache_build import CacheSettings, build_cache
 from anyres_data.sources import SourceSettings
 from anyres_data.sources.folder import FolderSettings, iter_folder
 from tests.support.builds import url_list_settings
@@ -81,10 +83,15 @@ def test_transient_failures_are_retried_at_the_end_of_the_build_and_on_resume(tm
         assert got[once] == "kept" and server.hits["/once.jpg"] == 2  # failed in its shard, kept at the end
         assert got[twice] == "connection_error" and server.hits["/twice.jpg"] == 2
         assert got[gone] == "http_404" and server.hits["/gone.jpg"] == 1
+        cached = build_cache(str(out), CacheSettings(workers=0, progress=False))
 
-        info = build(url_settings(out, url_list, workers=0, resume=True))  # a finished build
+        with caplog.at_level(logging.WARNING, logger="anyres_data"):
+            info = build(url_settings(out, url_list, workers=0, resume=True))  # a finished build
         assert outcomes(out)[twice] == "kept" and server.hits["/twice.jpg"] == 3
         assert info["counts"] == {"candidates": 8, "kept": 7, "rejected": {"http_404": 1}}
+        # the cache recorded before stays recorded (the loader still finds it), and the log says to extend it
+        assert info["cache"]["counts"] == cached["counts"] and find_cache(str(out)) is not None
+        assert f"run `anyres-data cache {out}` again" in caplog.text
         assert verify(str(out)).ok
         manifest = read_manifest(str(out))
         assert shard_keys(out) == list(manifest["key"])  # in candidate order, shard by shard

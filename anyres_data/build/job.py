@@ -650,6 +650,22 @@ def wids_index(name: str, manifest: pd.DataFrame, layout: Layout) -> dict[str, A
     return {"wids_version": 1, "name": name, "shardlist": shards}
 
 
+def _keep_cache_record(info: dict[str, Any], layout: Layout, *, out: str) -> None:
+    """A resumed build rewrites dataset.json: keep the cache `anyres-data cache` recorded there.
+
+    Its entries stay valid (they are keyed by sample); images the resume added have none yet and
+    are cut from their originals, counted by the loader, until the cache is run again.
+    """
+    if not storage.exists(layout.dataset_json):
+        return
+    previous = storage.read_json(layout.dataset_json)
+    if "cache" not in previous:
+        return
+    info["cache"] = previous["cache"]
+    if previous.get("counts") != info["counts"]:
+        log.warning("%s changed: run `anyres-data cache %s` again to add its new images to the cache", out, out)
+
+
 def finalize(settings: BuildSettings, layout: Layout, *, run_started: float) -> dict[str, Any]:
     """Drop duplicates from the shards, write manifest.parquet, rejects.parquet, wids.json and dataset.json (last).
 
@@ -732,6 +748,7 @@ def finalize(settings: BuildSettings, layout: Layout, *, run_started: float) -> 
             "python": platform.python_version(),
         },
     }
+    _keep_cache_record(info, layout, out=settings.out)
     storage.write_json(info, layout.dataset_json, tmp_dir=layout.tmp)
     storage.remove(layout.tmp, recursive=True)
     return info
