@@ -223,6 +223,10 @@ def training_draws(width: int, height: int, n: int) -> list[DrawnSpec]:
 
 
 CACHE_DRAWS = 80  # cache reads are cheap: enough specs that the rate does not hang on a few of them
+# The target, 60 patches/s per core, was set on a machine where the reference made these patches/s; on
+# another (or a busier) machine it is scaled by the reference's rate measured beside the cache.
+TARGET_RATE = 60.0
+TARGET_MACHINE_REFERENCE = {"4000x3000 baseline": 5.3, "4000x3000 progressive": 3.3, "12000x8000 baseline": 0.7}
 
 
 def training_rates(images: dict[str, bytes], entries: dict[str, dict], ycbcr: bool, n: int) -> list[dict]:
@@ -331,15 +335,16 @@ def main() -> None:
     training = training_rates(images, entries, fmt.ycbcr, 3 * repeats)
     print("\n### Patches/s per core on the training distribution (HR patches, s uniform in [p, m])\n")
     print(
-        "| image | sampler | cache (target ≥ 60) | cache, total / time | reference | cache / reference "
-        "| cache build (s per image) |"
+        "| image | sampler | cache | cache, total / time | reference | cache / reference "
+        "| target: 60 scaled by the reference | cache build (s per image) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in training:
         build_s = entries[r["image"]]["seconds"]
+        target = TARGET_RATE * r["reference"] / TARGET_MACHINE_REFERENCE[r["image"]]
         print(
             f"| {r['image']} | {r['sampler']:.1f} | {r['cache']:.1f} | {r['cache_mean']:.1f} | {r['reference']:.2f} "
-            f"| {r['cache'] / r['reference']:.1f}× | {build_s:.2f} |"
+            f"| {r['cache'] / r['reference']:.1f}× | {target:.1f} | {build_s:.2f} |"
         )
     size = sum(e["bytes"] for e in entries.values()) / sum(map(len, images.values()))
     build_rate = len(entries) / sum(e["seconds"] for e in entries.values())
