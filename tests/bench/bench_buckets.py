@@ -142,7 +142,9 @@ def headroom_curve() -> list[dict]:
             placement = Placement(
                 0, target, (width, height), (rw, rh), ((rw - target.width) // 2, (rh - target.height) // 2)
             )
-            got = cut_bucket(data, placement, header=header, headroom=left - 0.01)
+            headroom = left - 0.01  # rw, rh are rounded: what is left is within 0.01 of `left`
+            assert bucket_shrink(header, min(width / rw, height / rh), headroom=headroom) == 2, (width, left)
+            got = cut_bucket(data, placement, header=header, headroom=headroom)
             row[f"{left:g}"] = f"{psnr(got, common(data, placement)):.1f}"
         rows.append(row)
     return rows
